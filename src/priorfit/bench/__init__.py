@@ -1,0 +1,71 @@
+"""Benchmarks: ``priorfit bench NAME [--quick] [--out DIR] [--data DIR]``.
+
+Each benchmark module has ``run(quick: bool, data: Path) -> Result`` and
+``plot(result: Result, out: Path) -> list[Path]``. The runner writes ``OUT/NAME.json`` as
+``{"bench", "config", "rows", "summary"}`` and prints the result's table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCHES = {
+    "gp": "priorfit.bench.gp",
+    "train-speed": "priorfit.bench.train_speed",
+}
+
+
+@dataclass
+class Result:
+    """What a benchmark measured: one row per measurement, plus a summary and a table."""
+
+    config: dict
+    rows: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    table: str = ""
+
+
+def run_bench(name: str, *, quick: bool = False, out: str | Path = "results",
+              data: str | Path = "../shared/data") -> Path:
+    """Run benchmark ``name`` and write its JSON and plots to ``out``; returns the JSON path."""
+    if name not in BENCHES:
+        raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHES))}")
+    module = importlib.import_module(BENCHES[name])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = module.run(quick=quick, data=Path(data))
+    path = out / f"{name}.json"
+    document = {"bench": name, "config": {**result.config, "quick": quick}, "rows": result.rows,
+                "summary": result.summary}
+    path.write_text(json.dumps(document, indent=2, default=float) + "\n")
+    plots = module.plot(result, out)
+    print(result.table)
+    print(f"wrote {path}" + "".join(f", {p}" for p in plots))
+    return path
+
+
+def mean_se(values) -> tuple[float, float]:
+    """Mean and standard error of a sequence of numbers."""
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, float("nan")
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var / len(values))
+
+
+def seconds_per_call(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]

@@ -1,0 +1,315 @@
+"""``priorfit bench train-speed``: priorfit against ``pfns`` 0.4.2 at equal CPU training time.
+
+Both train a PFN of the size in ``configs/gp-paper.toml`` on its GP prior with the same batches
+(32 datasets of 128 points, 0-100 of them training points, paper weighting), learning rate and
+warm-up + cosine schedule, each with its own training loop, prior sampler, criterion and
+prediction path, one after the other, each in its own process (same ``torch.set_num_threads``,
+``OMP_WAIT_POLICY=PASSIVE``, no data-loader workers, the same precision: bf16 autocast on CPU,
+pfns's default and priorfit's ``cpu_amp``). Each run times a few
+of its own steps, sizes its schedule to end at the budget and is stopped at the budget
+(priorfit: ``time_limit_s``; pfns: a KeyboardInterrupt from its batch function, which
+``pfns.train.train`` catches, returning the model). Both are then scored on the same held-out
+GP datasets against the exact GP posterior. pfns runs as its users run it:
+``pfns.train.train(MainConfig)``, its gpytorch prior ``priors.fast_gp`` (the same GP), its
+``TableTransformer`` in the original one-token-per-row layout, a ``FullSupportBarDistribution``
+on ``get_bucket_borders`` of prior samples, ``adamw`` with its per-epoch ``cosine_decay``, and a
+``BatchShapeSamplerConfig`` subclass for the cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from priorfit.bench import Result, mean_se, seconds_per_call
+
+SIZES = (1, 2, 4, 8, 16, 32, 64, 100)
+SEED = 20_221_024  # held-out data, as in ``priorfit bench gp``
+METHODS = ("priorfit", "pfns-0.4.2")
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "gp-paper.toml"
+
+
+def run(quick: bool, data: Path) -> Result:
+    """Train both packages for the budget (600 s; ``quick``: 40 s) and score them."""
+    if importlib.util.find_spec("pfns") is None:
+        raise ImportError("bench train-speed needs pfns 0.4.2: pip install 'priorfit[bench]'")
+    from priorfit.train.config import load_config
+
+    prior, _, train_config = load_config(CONFIG)
+    threads, per_size = torch.get_num_threads(), 50 if quick else 200
+    settings = {
+        "budget_s": 40.0 if quick else 600.0,
+        "threads": threads,
+        "calibration_steps": 8 if quick else 30,
+        "border_datasets": 1024 if quick else 4096,
+        "warmup_fraction": train_config.warmup_steps / train_config.steps,
+    }
+    config = {
+        "config": "configs/gp-paper.toml",
+        "sizes": list(SIZES),
+        "datasets_per_size": per_size,
+        "omp_wait_policy": "PASSIVE",
+        "data_workers": 0,
+        "precision": "bf16 autocast on CPU for both: priorfit cpu_amp=True (decoder in float32), "
+        "pfns train_mixed_precision=True (its default)",
+        **settings,
+        "pfns_setup": "train.train(MainConfig), priors.fast_gp.get_batch, TableTransformer("
+        "features_per_group=5, attention_between_features=False), FullSupportBarDistribution"
+        "(get_bucket_borders(1000, prior samples)), adamw + cosine_decay, paper-weighted cut",
+        "schedule": "calibrated per package to end at budget_s; both hard-stopped there",
+    }
+    exact, held_out, runs = {}, {}, {}
+    for n in SIZES:
+        batch = prior.sample(per_size, n + 1, generator=torch.Generator().manual_seed(SEED + n))
+        x, y = held_out[n] = (batch.x, batch.y)
+        exact[n] = -prior.log_prob(x[:, :n], y[:, :n], x[:, n:], y[:, n:])[:, 0]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        torch.save(held_out, work / "held_out.pt")
+        (work / "settings.json").write_text(json.dumps(settings))
+        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(threads))
+        for method in METHODS:  # one after the other, never concurrently
+            command = [sys.executable, "-m", __name__, str(work), method]
+            proc = subprocess.run(command, env=env, capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(
+                    f"{method} run failed:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
+                )
+            runs[method] = json.loads((work / f"{method}.json").read_text())
+    rows, summary = score(runs, exact, train_config.batch_size)
+    return Result(config, rows, summary, table(rows, summary))
+
+
+def score(runs: dict, exact: dict, batch_size: int) -> tuple[list[dict], dict]:
+    """Rows and summary from each run's output and the exact NLLs ``{n: [datasets]}``."""
+    rows, summary = [], {"exact_nll_by_n": {n: float(exact[n].mean()) for n in SIZES}}
+    pooled = {}
+    for method, out in runs.items():
+        out = dict(out)
+        speed = out["steps"] * batch_size / out["train_seconds"]
+        common = dict(method=method, setting="gp-paper-prior", datasets_per_s=speed)
+        common |= {key: out[key] for key in ("train_seconds", "steps")}
+        raw = out.pop("nll")
+        nll = {n: torch.tensor(raw[str(n)], dtype=torch.float64) for n in SIZES}
+        pooled[method] = torch.cat(list(nll.values()))
+        for n in (*SIZES, "all"):
+            pfn = pooled[method] if n == "all" else nll[n]
+            ref = torch.cat(list(exact.values())) if n == "all" else exact[n]
+            (mean, se), (gap, gap_se) = mean_se(pfn.tolist()), mean_se((pfn - ref).tolist())
+            rows.append({**common, "n": n, "nll": mean, "nll_se": se, "gap": gap, "gap_se": gap_se})
+        by_n = {r["n"]: r["gap"] for r in rows[-len(SIZES) - 1 : -1]}
+        summary[method] = {"datasets_per_s": speed, "mean_gap": gap, "mean_gap_se": gap_se}
+        summary[method] |= {"gap_by_n": by_n, **out}
+    difference = mean_se((pooled["priorfit"] - pooled["pfns-0.4.2"]).tolist())  # same datasets
+    summary["gap_difference_priorfit_minus_pfns"] = dict(
+        zip(("mean", "se"), difference, strict=True)
+    )
+    summary["priorfit_gap_smaller"] = bool(difference[0] < 0)
+    return rows, summary
+
+
+def table(rows: list[dict], summary: dict) -> str:
+    """Gap per n for both packages, then the training-speed figures."""
+    by = {(r["method"], r["n"]): r for r in rows}
+    lines = [f"{'n':>5} {'exact NLL':>9} " + " ".join(f"{m + ' gap':>17}" for m in METHODS)]
+    for n in (*SIZES, "all"):
+        ref = f"{summary['exact_nll_by_n'][n]:9.3f}" if n != "all" else ""
+        gaps = (f"{by[m, n]['gap']:.3f}±{by[m, n]['gap_se']:.3f}".rjust(17) for m in METHODS)
+        lines.append(f"{n!s:>5} {ref:>9} " + " ".join(gaps))
+    lines.append(
+        f"{'method':<11} {'datasets/s':>10} {'steps':>6} {'of sched.':>9} {'train s':>8} "
+        f"{'calib. s/step':>13} {'prior s/batch':>13}"
+    )
+    for m in METHODS:
+        s = summary[m]
+        lines.append(
+            f"{m:<11} {s['datasets_per_s']:10.1f} {s['steps']:6d} {s['schedule_steps']:9d} "
+            f"{s['train_seconds']:8.1f} {s['calibrated_s_per_step']:13.3f} "
+            f"{s['prior_s_per_batch']:13.4f}"
+        )
+    d = summary["gap_difference_priorfit_minus_pfns"]
+    lines.append(
+        f"mean gap, priorfit minus pfns (paired): {d['mean']:.3f}±{d['se']:.3f} nats; "
+        f"priorfit reaches the smaller gap: {summary['priorfit_gap_smaller']}"
+    )
+    return "\n".join(lines)
+
+
+def plot(result: Result, out: Path) -> list[Path]:
+    from priorfit.plots import pyplot
+
+    plt = pyplot()
+    fig, (gap_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for method in METHODS:
+        rows = [r for r in result.rows if r["method"] == method and r["n"] != "all"]
+        n, gap, se = ([r[key] for r in rows] for key in ("n", "gap", "gap_se"))
+        gap_ax.errorbar(n, gap, yerr=se, marker="o", capsize=3, label=method)
+        curve = result.summary[method]["loss_curve"]
+        loss_ax.plot([t for t, _ in curve], [loss for _, loss in curve], label=method)
+    gap_ax.axhline(0, color="black", lw=0.8)
+    gap_ax.set(xscale="log", xlabel="training points n", ylabel="NLL gap to exact GP (nats)")
+    gap_ax.set_title(f"after {result.config['budget_s']:.0f} s of CPU training each")
+    loss_ax.set(xlabel="training wall time (s)", ylabel="training loss (NLL, own logs)")
+    gap_ax.legend()
+    loss_ax.legend()
+    fig.tight_layout()
+    path = out / "train_speed.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+def _held_out_nll(work: Path, nll_fn) -> dict:
+    """Per-dataset NLL of the single test point of each held-out dataset, through ``nll_fn``."""
+    held_out = torch.load(work / "held_out.pt")
+    with torch.no_grad():
+        return {
+            n: nll_fn(x[:, :n], y[:, :n], x[:, n:], y[:, n:]).reshape(-1).tolist()
+            for n, (x, y) in held_out.items()
+        }
+
+
+def _train_priorfit(s: dict, work: Path) -> dict:
+    from priorfit.train import load_config, train
+
+    prior, model_config, base = load_config(CONFIG)
+    quiet = dict(val_every=10**9, val_batches=1, checkpoint_every=10**9)
+    base = replace(base, num_workers=0, device="cpu", cpu_amp=True,
+                   border_datasets=s["border_datasets"], **quiet)
+
+    def fit(steps: int, name: str, limit: float = 0.0, **kw):
+        warmup = max(1, round(steps * s["warmup_fraction"]))
+        kw |= {"steps": steps, "warmup_steps": warmup, "time_limit_s": limit}
+        config = replace(base, out_dir=str(work / name), **kw)
+        model = train(prior, config, model_config, progress=False)
+        log = [json.loads(line) for line in (work / name / "metrics.jsonl").open()]
+        return model, [(r["elapsed_s"], r["loss"]) for r in log if "loss" in r]
+
+    _, calibration = fit(s["calibration_steps"], "calibration", log_every=1)
+    s_per_step = (calibration[-1][0] - calibration[0][0]) / (len(calibration) - 1)
+    steps = max(1, int(s["budget_s"] / s_per_step))
+    log_every = max(1, round(steps / 100))  # as often as pfns logs its loss (once per epoch)
+    model, curve = fit(steps, "run", s["budget_s"], log_every=log_every)
+    gen = torch.Generator().manual_seed(1)
+    return {
+        "calibrated_s_per_step": s_per_step,
+        "schedule_steps": steps,
+        "steps": model.card["steps"],
+        "train_seconds": model.card["wall_time_s"],
+        "loss_curve": curve,
+        "prior_s_per_batch": seconds_per_call(partial(prior.sample, 32, 128, generator=gen), 5),
+        "nll": _held_out_nll(work, lambda xt, yt, xs, ys: -model.predict(xt, yt, xs).log_prob(ys)),
+    }
+
+
+def _train_pfns(s: dict, work: Path) -> dict:
+    from pfns.batch_shape_sampler import BatchShape, BatchShapeSamplerConfig
+    from pfns.model.bar_distribution import BarDistributionConfig, get_bucket_borders
+    from pfns.model.transformer_config import TransformerConfig
+    from pfns.optimizer import OptimizerConfig
+    from pfns.priors import fast_gp
+    from pfns.priors.prior import AdhocPriorConfig
+    from pfns.train import MainConfig, train
+
+    from priorfit.train.config import load_config
+    from priorfit.train.data import train_size_probs
+
+    prior, mc, tc = load_config(CONFIG)
+    hps = {"noise": prior.noise, "outputscale": prior.outputscale, "lengthscale": prior.lengthscale}
+    weights = train_size_probs(tc).tolist()
+
+    class PaperCut(BatchShapeSamplerConfig):
+        """pfns' shape sampler, with priorfit's cut: n in [min_train, max_train], seq_len fixed."""
+
+        def sample_batch_shape(self, epoch: int, step: int) -> BatchShape:
+            rng = random.Random(self.seed + epoch * 10000 + step)  # seeded like pfns' own
+            n = tc.min_train + rng.choices(range(len(weights)), weights)[0]
+            return BatchShape(self.batch_size, tc.seq_len, prior.num_features, n)
+
+    def gp_batch():
+        return fast_gp.get_batch(
+            tc.batch_size, tc.seq_len, prior.num_features, device="cpu", hyperparameters=hps
+        )
+
+    batches = math.ceil(s["border_datasets"] / tc.batch_size)
+    ys = torch.cat([gp_batch().target_y.flatten() for _ in range(batches)])
+    borders = get_bucket_borders(mc.num_outputs, ys=ys).tolist()
+
+    sizes = dict(emsize=mc.d_model, nhid=mc.d_ff, nlayers=mc.num_layers, nhead=mc.num_heads)
+    layout = dict(features_per_group=prior.num_features, attention_between_features=False)
+    criterion = BarDistributionConfig(borders, full_support=True)
+    prior_kwargs = {"hyperparameters": hps}
+    fixed = dict(
+        optimizer=OptimizerConfig("adamw", lr=tc.lr, weight_decay=tc.weight_decay),
+        model=TransformerConfig(criterion=criterion, **layout, **sizes),
+        batch_shape_sampler=PaperCut(batch_size=tc.batch_size, max_seq_len=tc.seq_len),
+        scheduler="cosine_decay",
+        train_mixed_precision=True,  # pfns' default: bf16 autocast, ~1.8x faster on a bf16 CPU
+        num_workers=0,
+    )
+
+    def fit(epochs: int, steps_per_epoch: int, warmup: int, limit: float = 0.0):
+        stamps = []  # start time of every batch request, i.e. of every step
+
+        def get_batch(**kwargs):
+            stamps.append(time.perf_counter())
+            if limit and stamps[-1] - stamps[0] >= limit:
+                raise KeyboardInterrupt  # pfns.train.train stops and returns the model
+            return fast_gp.get_batch(**kwargs)
+
+        prior_config = AdhocPriorConfig(get_batch_methods=get_batch, prior_kwargs=prior_kwargs)
+        schedule = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, warmup_epochs=warmup)
+        config = MainConfig(priors=[prior_config], **schedule, **fixed)
+        with contextlib.redirect_stdout(log := io.StringIO()):
+            model = train(config, device="cpu", reusable_config=False)["model"]
+        seconds = time.perf_counter() - stamps[0]
+        epoch_log = re.findall(
+            r"end of epoch .*? time:\s*([\d.]+)s \| mean loss\s*(\S+)", log.getvalue()
+        )
+        times = torch.tensor([float(t) for t, _ in epoch_log]).cumsum(0).tolist()
+        curve = [(t, float(loss)) for t, (_, loss) in zip(times, epoch_log, strict=True)]
+        interrupted = bool(limit) and stamps[-1] - stamps[0] >= limit
+        return model, stamps, seconds, len(stamps) - interrupted, curve
+
+    _, stamps, *_ = fit(1, s["calibration_steps"], 0)  # the first step is left out
+    s_per_step = (stamps[-1] - stamps[1]) / (len(stamps) - 2)
+    steps = max(1, int(s["budget_s"] / s_per_step))
+    per_epoch = max(1, round(steps / 100))  # ~100 epochs: pfns updates the lr once per epoch
+    epochs = max(1, steps // per_epoch)
+    warmup = max(1, round(epochs * s["warmup_fraction"]))
+    model, _, seconds, steps, curve = fit(epochs, per_epoch, warmup, s["budget_s"])
+    return {
+        "calibrated_s_per_step": s_per_step,
+        "schedule_steps": epochs * per_epoch,
+        "steps": steps,
+        "train_seconds": seconds,
+        "loss_curve": curve,
+        "prior_s_per_batch": seconds_per_call(gp_batch, 5),
+        "nll": _held_out_nll(
+            work, lambda xt, yt, xs, ys: model.criterion(model(x=xt, y=yt, test_x=xs), ys)
+        ),
+    }
+
+
+if __name__ == "__main__":  # one training run: python -m priorfit.bench.train_speed WORK METHOD
+    work_dir, method = Path(sys.argv[1]), sys.argv[2]
+    knobs = json.loads((work_dir / "settings.json").read_text())
+    torch.set_num_threads(knobs["threads"])
+    torch.manual_seed(0)
+    result = (_train_priorfit if method == "priorfit" else _train_pfns)(knobs, work_dir)
+    (work_dir / f"{method}.json").write_text(json.dumps(result))

@@ -1,0 +1,66 @@
+"""The main job: a shipped GP PFN conditioned on a bundled dataset, next to the exact GP."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from priorfit.io import load
+from priorfit.plots import plot_posterior_1d
+from priorfit.priors.base import prior_from_config
+
+Z95 = 1.959963984540054
+
+
+def bundled_dataset() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled 1-D demo data: ``x [n, 1]``, ``y [n]``."""
+    with resources.files("priorfit.data").joinpath("demo_1d.csv").open() as f:
+        data = np.loadtxt(f, delimiter=",", skiprows=2, ndmin=2)
+    return data[:, :1], data[:, 1]
+
+
+def run_demo(model_name: str = "gp-1d", out: str | Path = "results") -> dict:
+    """Print the PFN's and the exact GP's posterior predictive at query points; plot both.
+
+    Returns the printed numbers as ``{"x", "pfn_mean", "pfn_lower", "pfn_upper", "exact_*"}``.
+    """
+    model = load(model_name)
+    prior = prior_from_config(model.card["prior"])
+    x_train, y_train = bundled_dataset()
+    x_grid = np.linspace(0.0, 1.0, 201)[:, None]
+    post = model.predict(x_train, y_train, x_grid)
+    mean, var = prior.posterior(torch.from_numpy(x_train), torch.from_numpy(y_train),
+                                torch.from_numpy(x_grid))
+    exact_mean, exact_std = mean.squeeze(0).numpy(), var.squeeze(0).sqrt().numpy()
+    result = {
+        "x": x_grid[:, 0],
+        "pfn_mean": post.mean.numpy(),
+        "pfn_lower": post.icdf(torch.tensor(0.025)).numpy(),
+        "pfn_upper": post.icdf(torch.tensor(0.975)).numpy(),
+        "exact_mean": exact_mean,
+        "exact_lower": exact_mean - Z95 * exact_std,
+        "exact_upper": exact_mean + Z95 * exact_std,
+    }
+    print(f"{model_name}: conditioned on {len(y_train)} bundled points; "
+          f"prior {model.card['prior']['class']} {_prior_summary(model.card['prior'])}")
+    interval = "95% interval"
+    print(f"{'x':>5} | {'PFN mean':>8}  {interval:>17} | {'GP mean':>8}  {interval:>17}")
+    for i in range(0, len(x_grid), 20):
+        print(f"{result['x'][i]:5.2f} | {result['pfn_mean'][i]:8.3f}  "
+              f"[{result['pfn_lower'][i]:7.3f}, {result['pfn_upper'][i]:7.3f}] | "
+              f"{result['exact_mean'][i]:8.3f}  "
+              f"[{result['exact_lower'][i]:7.3f}, {result['exact_upper'][i]:7.3f}]")
+    path = Path(out) / "demo.png"
+    plot_posterior_1d(path, x_train[:, 0], y_train, result["x"],
+                      (result["pfn_mean"], result["pfn_lower"], result["pfn_upper"]),
+                      (result["exact_mean"], result["exact_lower"], result["exact_upper"]),
+                      f"{model_name} vs exact GP posterior")
+    print(f"plot written to {path}")
+    return result
+
+
+def _prior_summary(config: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("class", "inputs"))

@@ -1,0 +1,22 @@
+"""Priors: distributions over datasets that a PFN is trained on.
+
+Every class here is found by name by :func:`prior_from_config`, so each prior and input
+distribution must be exported from this namespace.
+"""
+
+from priorfit.priors.base import Batch, Mixture, Prior, prior_from_config, prior_to_config
+from priorfit.priors.discrete import BetaBernoulli
+from priorfit.priors.gp import GP
+from priorfit.priors.inputs import Normal, Uniform
+
+__all__ = [
+    "GP",
+    "Batch",
+    "BetaBernoulli",
+    "Mixture",
+    "Normal",
+    "Prior",
+    "Uniform",
+    "prior_from_config",
+    "prior_to_config",
+]

@@ -1,0 +1,133 @@
+"""Training configuration and TOML config files.
+
+A config file has three tables, ``[prior]`` (``class`` plus the prior's parameters), ``[model]``
+(:class:`~priorfit.model.transformer.ModelConfig`) and ``[train]`` (:class:`TrainConfig`).
+Unknown keys and wrong types are rejected with the table and key named.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from priorfit.model.transformer import ModelConfig
+from priorfit.priors.base import prior_from_config
+from priorfit.schema import dataclass_from_dict
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TRAIN_SIZE_SAMPLING = ("uniform", "paper")
+
+
+@dataclass
+class TrainConfig:
+    """How to train a PFN.
+
+    One optimiser step consumes ``batch_size * accumulation`` datasets per process (times the
+    number of processes under ``torchrun``). Each dataset has ``seq_len`` points; the first
+    ``n`` are the training set and the rest are predicted, with ``n`` drawn per micro-batch from
+    ``[min_train, max_train]``: ``"uniform"``, or ``"paper"`` (probability proportional to
+    ``1 / (seq_len - n)``, so that every ``n`` contributes equally many predicted points).
+
+    Attributes:
+        steps: optimiser steps.
+        batch_size: datasets per micro-batch per process.
+        accumulation: micro-batches per optimiser step (gradient accumulation).
+        seq_len, min_train, max_train: points per dataset and the range of training-set sizes.
+        train_size_sampling: ``"uniform"`` or ``"paper"``.
+        lr, weight_decay, warmup_steps, min_lr_ratio: AdamW with linear warm-up, then cosine
+            decay to ``lr * min_lr_ratio``, stepped per optimiser step.
+        grad_clip: clip the global gradient norm to this (0 disables).
+        amp: bf16 autocast on CUDA.
+        cpu_amp: bf16 autocast on CPU as well (faster on CPUs with bf16 support; off by
+            default). The decoder to bucket logits always runs in float32.
+        compile: ``torch.compile`` the model.
+        num_workers: DataLoader worker processes sampling the prior (0: in the main process).
+        seed: seeds initialisation, data and validation; same seed, same run.
+        border_datasets: prior datasets used to estimate the Riemann bucket borders.
+        val_every, val_batches: validate every so many steps on this many fixed held-out
+            batches of ``batch_size`` datasets.
+        checkpoint_every: write an atomic checkpoint every so many steps.
+        log_every: log metrics every so many steps.
+        out_dir: where checkpoints, metrics and the final model go.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+        time_limit_s: stop after this much wall time (0: no limit); the run can be resumed.
+    """
+
+    steps: int = 10_000
+    batch_size: int = 64
+    accumulation: int = 1
+    seq_len: int = 128
+    min_train: int = 0
+    max_train: int = 100
+    train_size_sampling: str = "paper"
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    amp: bool = True
+    cpu_amp: bool = False
+    compile: bool = False
+    num_workers: int = 0
+    seed: int = 0
+    border_datasets: int = 4096
+    val_every: int = 500
+    val_batches: int = 8
+    checkpoint_every: int = 500
+    log_every: int = 50
+    out_dir: str = "runs/default"
+    device: str = "auto"
+    time_limit_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "accumulation", "seq_len", "border_datasets",
+                     "val_every", "val_batches", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"TrainConfig.{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if not 0 <= self.min_train <= self.max_train < self.seq_len:
+            raise ValueError(
+                "TrainConfig needs 0 <= min_train <= max_train < seq_len, got "
+                f"min_train={self.min_train}, max_train={self.max_train}, seq_len={self.seq_len}"
+            )
+        if self.train_size_sampling not in TRAIN_SIZE_SAMPLING:
+            raise ValueError(
+                f"TrainConfig.train_size_sampling must be one of {TRAIN_SIZE_SAMPLING}, "
+                f"got {self.train_size_sampling!r}"
+            )
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+        if self.num_workers < 0:
+            raise ValueError(f"TrainConfig.num_workers must be >= 0, got {self.num_workers}")
+
+
+def load_config(path: str | Path) -> tuple[Any, ModelConfig, TrainConfig]:
+    """Read a TOML training config: ``(prior, ModelConfig, TrainConfig)``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config file {path} is not valid TOML: {error}") from None
+    unknown = set(data) - {"prior", "model", "train"}
+    if unknown:
+        raise ValueError(
+            f"unknown table(s) {sorted(unknown)} in {path}; allowed: [prior], [model], [train]"
+        )
+    if "prior" not in data:
+        raise ValueError(f"{path} has no [prior] table")
+    try:
+        prior = prior_from_config(data["prior"])
+    except TypeError as error:
+        raise ValueError(f"[prior] in {path}: {error}") from None
+    model = dataclass_from_dict(ModelConfig, data.get("model", {}), "model")
+    train = dataclass_from_dict(TrainConfig, data.get("train", {}), "train")
+    return prior, model, train

@@ -1,0 +1,107 @@
+"""The stream of prior batches that training consumes.
+
+Each micro-batch is identified by ``(step, index)`` and sampled with a generator seeded from
+``(seed, stream, step, index)`` alone. The stream is therefore the same whatever the number of
+DataLoader workers, a resumed run continues with exactly the batches it would have seen, and
+``w`` processes with ``a`` accumulation steps see the same data as one process with ``w * a``
+(process ``r`` takes indices ``r * a .. r * a + a - 1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from priorfit.priors.base import Batch
+from priorfit.train.config import TrainConfig
+
+# Stream tags keep training, validation and border-estimation batches apart.
+TRAIN_STREAM, VALIDATION_STREAM, BORDER_STREAM = 0, 1, 2
+
+
+def seeded_generator(*key: int) -> torch.Generator:
+    """A CPU generator seeded from a tuple of non-negative integers."""
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(seed)
+
+
+def train_size_probs(config: TrainConfig) -> Tensor:
+    """Probabilities ``[max_train - min_train + 1]`` of each training-set size."""
+    sizes = torch.arange(config.min_train, config.max_train + 1, dtype=torch.float64)
+    if config.train_size_sampling == "uniform":
+        weights = torch.ones_like(sizes)
+    else:
+        weights = 1.0 / (config.seq_len - sizes)
+    return weights / weights.sum()
+
+
+@dataclass
+class MicroBatch:
+    """A prior batch and its cut: ``batch.x[:, :num_train]`` are the training points."""
+
+    batch: Batch
+    num_train: int
+
+    def to(self, device: torch.device) -> MicroBatch:
+        return MicroBatch(self.batch.to(device), self.num_train)
+
+
+def sample_micro_batch(prior, config: TrainConfig, *key: int) -> MicroBatch:
+    """The micro-batch identified by ``key`` (e.g. ``(seed, step, index)``)."""
+    generator = seeded_generator(*key)
+    probs = train_size_probs(config)
+    num_train = config.min_train + int(torch.multinomial(probs, 1, generator=generator))
+    batch = prior.sample(config.batch_size, config.seq_len, generator=generator)
+    return MicroBatch(batch, num_train)
+
+
+class PriorStream(IterableDataset):
+    """Yields, for steps ``start_step..`` the micro-batches of process ``rank``, in order.
+
+    With DataLoader workers, worker ``i`` of ``k`` produces every ``k``-th item; the DataLoader
+    interleaves workers round-robin, so the order is that of a single process.
+    """
+
+    def __init__(self, prior, config: TrainConfig, start_step: int, rank: int):
+        self.prior, self.config, self.start_step, self.rank = prior, config, start_step, rank
+
+    def keys(self):
+        accumulation = self.config.accumulation
+        for step in range(self.start_step, self.config.steps):
+            for i in range(accumulation):
+                yield (self.config.seed, TRAIN_STREAM, step, self.rank * accumulation + i)
+
+    def __iter__(self):
+        worker = get_worker_info()
+        num_workers, worker_id = (1, 0) if worker is None else (worker.num_workers, worker.id)
+        for position, key in enumerate(self.keys()):
+            if position % num_workers == worker_id:
+                yield sample_micro_batch(self.prior, self.config, *key)
+
+
+def micro_batches(prior, config: TrainConfig, start_step: int, rank: int) -> DataLoader:
+    """DataLoader over :class:`PriorStream` (sampling in ``config.num_workers`` processes)."""
+    return DataLoader(
+        PriorStream(prior, config, start_step, rank),
+        batch_size=None,
+        num_workers=config.num_workers,
+        persistent_workers=False,
+        prefetch_factor=4 if config.num_workers else None,
+        worker_init_fn=_single_thread,
+    )
+
+
+def validation_batches(prior, config: TrainConfig) -> list[MicroBatch]:
+    """Fixed held-out batches, independent of the training stream."""
+    return [
+        sample_micro_batch(prior, config, config.seed, VALIDATION_STREAM, i)
+        for i in range(config.val_batches)
+    ]
+
+
+def _single_thread(_: int) -> None:
+    torch.set_num_threads(1)

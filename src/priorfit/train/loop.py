@@ -1,0 +1,303 @@
+"""The training loop: prior batches in, a trained PFN out.
+
+Plain PyTorch in one place, nanoGPT style: AdamW with warm-up and cosine decay, gradient
+accumulation and clipping, bf16 autocast on CUDA, optional ``torch.compile``, DDP when started
+by ``torchrun``, periodic validation, a JSONL metrics log and atomic, exactly resumable
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from priorfit.io import atomic_write
+from priorfit.model.riemann import RiemannDistribution, borders_from_samples
+from priorfit.model.transformer import PFN, ModelConfig
+from priorfit.priors.base import prior_to_config
+from priorfit.train.config import TrainConfig
+from priorfit.train.data import (
+    BORDER_STREAM,
+    MicroBatch,
+    micro_batches,
+    sample_micro_batch,
+    validation_batches,
+)
+from priorfit.transforms import fit_transform
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+FINAL_MODEL = "model.safetensors"
+
+
+def train(
+    prior,
+    train_config: TrainConfig | None = None,
+    model_config: ModelConfig | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> PFN:
+    """Train a PFN on ``prior``; with ``resume``, continue from ``out_dir``'s checkpoint.
+
+    Started by ``torchrun`` (``WORLD_SIZE > 1``), every process trains on its own share of each
+    step's micro-batches and gradients are averaged (DDP). Returns the trained model (eval
+    mode) with its card; rank 0 also writes ``out_dir/model.safetensors``.
+    """
+    train_config = train_config or TrainConfig()
+    model_config = model_config or ModelConfig(num_features=prior.num_features)
+    if prior.num_features > model_config.num_features:
+        raise ValueError(
+            f"the prior has {prior.num_features} features but ModelConfig.num_features is "
+            f"{model_config.num_features}"
+        )
+    rank, world_size, local_rank = _init_distributed()
+    device = _pick_device(train_config.device, local_rank)
+    out_dir = Path(train_config.out_dir)
+    checkpoint_path = out_dir / CHECKPOINT
+    prior_config = prior_to_config(prior)
+
+    torch.manual_seed(train_config.seed)
+    borders = None
+    if model_config.task == "regression":
+        borders = estimate_borders(prior, train_config, model_config)
+    model = PFN(model_config, borders).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(train_config))
+    step, elapsed = 0, 0.0
+    if resume and checkpoint_path.exists():
+        step, elapsed = _load_checkpoint(
+            checkpoint_path, model, optimizer, scheduler, prior_config, model_config
+        )
+    elif resume:
+        print(f"no checkpoint in {out_dir}; starting from scratch")
+
+    ddp_model = model
+    if world_size > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None
+        )
+    forward = torch.compile(ddp_model, dynamic=True) if train_config.compile else ddp_model
+    use_amp = train_config.amp if device.type == "cuda" else train_config.cpu_amp
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext()
+    is_main = rank == 0
+    val_data = validation_batches(prior, train_config) if is_main else []
+    metrics_log = _MetricsLog(out_dir / METRICS) if is_main else None
+    datasets_per_step = train_config.batch_size * train_config.accumulation * world_size
+
+    def save_checkpoint() -> None:
+        if is_main:
+            _save_checkpoint(checkpoint_path, model, optimizer, scheduler, step, elapsed,
+                             prior_config, model_config, train_config)
+
+    bar = tqdm(total=train_config.steps, initial=step, disable=not (progress and is_main),
+               unit="step", dynamic_ncols=True)
+    stream = iter(micro_batches(prior, train_config, step, rank))
+    window_start, window_loss, window_steps = time.perf_counter(), 0.0, 0
+    validation: dict = {}
+    run_start = time.perf_counter() - elapsed
+    model.train()
+    while step < train_config.steps:
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for i in range(train_config.accumulation):
+            micro = next(stream).to(device)
+            last = i == train_config.accumulation - 1
+            sync = nullcontext() if last or world_size == 1 else ddp_model.no_sync()
+            with sync:
+                with autocast:
+                    loss = micro_batch_nll(forward, model, micro).mean()
+                (loss / train_config.accumulation).backward()
+            loss_sum += loss.item()
+        if train_config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        elapsed = time.perf_counter() - run_start
+        window_loss += loss_sum / train_config.accumulation
+        window_steps += 1
+        bar.update(1)
+
+        if is_main and (step % train_config.log_every == 0 or step == train_config.steps):
+            seconds = time.perf_counter() - window_start
+            record = {"step": step, "loss": window_loss / window_steps,
+                      "lr": scheduler.get_last_lr()[0],
+                      "datasets_per_s": window_steps * datasets_per_step / seconds,
+                      "elapsed_s": elapsed}
+            metrics_log.write(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}",
+                            datasets_s=f"{record['datasets_per_s']:.0f}")
+            window_start, window_loss, window_steps = time.perf_counter(), 0.0, 0
+        if is_main and (step % train_config.val_every == 0 or step == train_config.steps):
+            validation = {"step": step, **validate(model, prior, val_data, device)}
+            metrics_log.write(validation)
+            model.train()
+        out_of_time = 0 < train_config.time_limit_s <= elapsed
+        if step % train_config.checkpoint_every == 0 or step == train_config.steps or out_of_time:
+            save_checkpoint()
+        if out_of_time:
+            break
+    bar.close()
+
+    model.eval()
+    if is_main and validation.get("step") != step:
+        validation = {"step": step, **validate(model, prior, val_data, device)}
+    model.card = {
+        "prior": prior_config,
+        "train": dataclasses.asdict(train_config),
+        "steps": step,
+        "wall_time_s": round(elapsed, 1),
+        "world_size": world_size,
+        "validation": validation,
+    }
+    if is_main:
+        model.save(out_dir / FINAL_MODEL)
+    if world_size > 1:
+        dist.barrier()
+    return model
+
+
+def micro_batch_nll(forward, model: PFN, micro: MicroBatch, user_units: bool = False) -> Tensor:
+    """Per-point negative log-likelihood ``[B, m]`` of the test points of a micro-batch.
+
+    The data go through the model's transforms exactly as at prediction time. With
+    ``user_units`` the density is in the prior's units (comparable to exact posteriors);
+    otherwise in the model's (the training loss; they differ by a constant per dataset).
+    """
+    x, y, n = micro.batch.x, micro.batch.y, micro.num_train
+    config = model.config
+    transform = fit_transform(config.x_transform, config.y_transform, x[:, :n], y[:, :n])
+    logits = forward(transform.x(x[:, :n]), transform.y(y[:, :n]), transform.x(x[:, n:])).float()
+    if config.task == "classification":
+        return F.cross_entropy(logits.transpose(1, 2), y[:, n:].long(), reduction="none")
+    if user_units:
+        borders, target = transform.borders(model.borders), y[:, n:]
+    else:
+        borders, target = model.borders, transform.y(y[:, n:])
+    return -RiemannDistribution(borders, logits, validate_args=False).log_prob(target)
+
+
+@torch.no_grad()
+def validate(model: PFN, prior, batches: list[MicroBatch], device: torch.device) -> dict:
+    """Mean NLL on held-out prior batches and, where the prior has an exact posterior
+    (``prior.log_prob(x_train, y_train, x_test, y_test)``), the exact NLL and the gap."""
+    if not batches:
+        return {}
+    model.eval()
+    pfn, exact = [], []
+    for micro in batches:
+        pfn.append(micro_batch_nll(model, model, micro.to(device), user_units=True).mean().item())
+        if hasattr(prior, "log_prob"):
+            x, y, n = micro.batch.x, micro.batch.y, micro.num_train
+            exact.append(-prior.log_prob(x[:, :n], y[:, :n], x[:, n:], y[:, n:]).mean().item())
+    result = {"val_nll": sum(pfn) / len(pfn)}
+    if exact:
+        result["val_exact_nll"] = sum(exact) / len(exact)
+        result["val_gap"] = result["val_nll"] - result["val_exact_nll"]
+    return result
+
+
+def estimate_borders(prior, train_config: TrainConfig, model_config: ModelConfig) -> Tensor:
+    """Equal-mass bucket borders from the (transformed) targets of prior test points."""
+    targets = []
+    num_batches = math.ceil(train_config.border_datasets / train_config.batch_size)
+    for i in range(num_batches):
+        micro = sample_micro_batch(prior, train_config, train_config.seed, BORDER_STREAM, i)
+        x, y, n = micro.batch.x, micro.batch.y, micro.num_train
+        transform = fit_transform(model_config.x_transform, model_config.y_transform,
+                                  x[:, :n], y[:, :n])
+        targets.append(transform.y(y[:, n:]).flatten())
+    return borders_from_samples(torch.cat(targets), model_config.num_outputs)
+
+
+def _lr_factor(config: TrainConfig):
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
+
+    return factor
+
+
+def _init_distributed() -> tuple[int, int, int]:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def _save_checkpoint(path, model, optimizer, scheduler, step, elapsed, prior_config,
+                     model_config, train_config) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "elapsed_s": elapsed,
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "prior": json.dumps(prior_config),
+        "model_config": json.dumps(dataclasses.asdict(model_config)),
+        "train_config": json.dumps(dataclasses.asdict(train_config)),
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _load_checkpoint(path, model, optimizer, scheduler, prior_config, model_config):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt files
+        raise ValueError(
+            f"checkpoint {path} is unreadable ({error}); delete it to restart"
+        ) from None
+    if json.loads(state["prior"]) != prior_config:
+        raise ValueError(f"checkpoint {path} was trained on a different prior; use a new out_dir")
+    if json.loads(state["model_config"]) != dataclasses.asdict(model_config):
+        raise ValueError(f"checkpoint {path} has a different model config; use a new out_dir")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["step"], state["elapsed_s"]
+
+
+class _MetricsLog:
+    """Appends one JSON object per line to ``path``."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")

@@ -1,0 +1,76 @@
+"""Per-dataset input and target transforms, shared by training and prediction.
+
+A model records in its config which transforms it was trained with (``x_transform``,
+``y_transform``). The statistics come from the training points of each dataset only, and the
+very same :func:`fit_transform` runs on prior batches during training and on user data at
+prediction time, so the model always sees data distributed as in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+X_TRANSFORMS = ("none", "unit_cube")
+Y_TRANSFORMS = ("none", "standardize")
+
+
+@dataclass
+class DataTransform:
+    """Affine maps ``x -> (x - x_loc) / x_scale`` and ``y -> (y - y_loc) / y_scale``.
+
+    Attributes:
+        x_loc, x_scale: ``[B, 1, F]``.
+        y_loc, y_scale: ``[B, 1]``.
+    """
+
+    x_loc: Tensor
+    x_scale: Tensor
+    y_loc: Tensor
+    y_scale: Tensor
+
+    def x(self, x: Tensor) -> Tensor:
+        """``[B, N, F]`` user units -> model units."""
+        return (x - self.x_loc) / self.x_scale
+
+    def y(self, y: Tensor) -> Tensor:
+        """``[B, N]`` user units -> model units."""
+        return (y - self.y_loc) / self.y_scale
+
+    def borders(self, borders: Tensor) -> Tensor:
+        """Bucket borders ``[K + 1]`` in model units -> ``[B, 1, K + 1]`` in user units."""
+        return self.y_loc.unsqueeze(-1) + self.y_scale.unsqueeze(-1) * borders
+
+
+def fit_transform(
+    x_transform: str, y_transform: str, x_train: Tensor, y_train: Tensor
+) -> DataTransform:
+    """Fit the named transforms on the training points ``x_train [B, n, F]``, ``y_train [B, n]``.
+
+    ``unit_cube`` maps each feature's training range to [0, 1]; ``standardize`` gives the training
+    targets mean 0 and standard deviation 1. Degenerate statistics (no training points, a
+    constant feature or target) fall back to an identity scale, never to a division by zero.
+    """
+    if x_transform not in X_TRANSFORMS:
+        raise ValueError(f"x_transform must be one of {X_TRANSFORMS}, got {x_transform!r}")
+    if y_transform not in Y_TRANSFORMS:
+        raise ValueError(f"y_transform must be one of {Y_TRANSFORMS}, got {y_transform!r}")
+    batch, n, num_features = x_train.shape
+    x_loc = x_train.new_zeros(batch, 1, num_features)
+    x_scale = x_train.new_ones(batch, 1, num_features)
+    y_loc = y_train.new_zeros(batch, 1)
+    y_scale = y_train.new_ones(batch, 1)
+    if n > 0 and x_transform == "unit_cube":
+        low, high = x_train.amin(1, keepdim=True), x_train.amax(1, keepdim=True)
+        x_loc, x_scale = low, _safe_scale(high - low)
+    if n > 0 and y_transform == "standardize":
+        y_loc = y_train.mean(1, keepdim=True)
+        y_scale = _safe_scale(y_train.std(1, keepdim=True, correction=0))
+    return DataTransform(x_loc, x_scale, y_loc, y_scale)
+
+
+def _safe_scale(scale: Tensor) -> Tensor:
+    tiny = torch.finfo(scale.dtype).tiny ** 0.5
+    return torch.where(scale > tiny, scale, torch.ones_like(scale))

@@ -1,0 +1,103 @@
+"""``priorfit bench train-speed``: scoring, table and plot without pfns; a slow smoke test of each
+package's training process (the pfns one skips when pfns is not installed)."""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from priorfit.bench import Result, train_speed
+from priorfit.priors.gp import GP
+
+
+def fake_runs(offsets: dict, per_size: int = 4) -> dict:
+    """Run outputs whose per-dataset NLL is the exact NLL (zero here) plus an offset."""
+    runs = {}
+    for method, offset in offsets.items():
+        nll = {str(n): [offset + 0.01 * i for i in range(per_size)] for n in train_speed.SIZES}
+        runs[method] = {
+            "steps": 50,
+            "train_seconds": 40.0,
+            "schedule_steps": 50,
+            "nll": nll,
+            "calibrated_s_per_step": 0.8,
+            "prior_s_per_batch": 0.01,
+            "loss_curve": [[1.0, 1.5], [40.0, 1.2]],
+        }
+    return runs
+
+
+def test_missing_pfns_points_to_the_bench_extra(monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "pfns" else find_spec(name, *args),
+    )
+    with pytest.raises(ImportError, match=r"pip install 'priorfit\[bench\]'"):
+        train_speed.run(quick=True, data=Path("."))
+
+
+def test_score_rows_summary_and_table():
+    exact = {n: torch.zeros(4, dtype=torch.float64) for n in train_speed.SIZES}
+    runs = fake_runs({"priorfit": 0.1, "pfns-0.4.2": 0.3})
+    rows, summary = train_speed.score(runs, exact, batch_size=32)
+    assert len(rows) == 2 * (len(train_speed.SIZES) + 1)
+    for row in rows:
+        assert row["method"] in train_speed.METHODS and row["setting"] == "gp-paper-prior"
+        assert row["datasets_per_s"] == pytest.approx(50 * 32 / 40.0)
+        assert {"n", "nll", "nll_se", "gap", "gap_se", "train_seconds", "steps"} <= set(row)
+    all_rows = {r["method"]: r for r in rows if r["n"] == "all"}
+    assert all_rows["priorfit"]["gap"] == pytest.approx(0.115)
+    assert all_rows["pfns-0.4.2"]["gap"] == pytest.approx(0.315)
+    assert summary["priorfit_gap_smaller"] is True
+    assert summary["gap_difference_priorfit_minus_pfns"]["mean"] == pytest.approx(-0.2)
+    assert summary["priorfit"]["gap_by_n"][100] == pytest.approx(0.115)
+    assert "nll" not in summary["priorfit"] and "nll" in runs["priorfit"]  # input left intact
+    json.dumps(summary)  # the runner writes it as JSON
+    text = train_speed.table(rows, summary)
+    assert "pfns-0.4.2" in text and "priorfit reaches the smaller gap: True" in text
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    exact = {n: torch.zeros(4, dtype=torch.float64) for n in train_speed.SIZES}
+    rows, summary = train_speed.score(fake_runs({"priorfit": 0.2, "pfns-0.4.2": 0.1}), exact, 32)
+    result = Result({"budget_s": 40.0}, rows, summary, train_speed.table(rows, summary))
+    (path,) = train_speed.plot(result, tmp_path)
+    assert path.exists() and path.stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", train_speed.METHODS)
+def test_training_process_trains_and_scores(tmp_path, method):
+    if method != "priorfit":
+        pytest.importorskip("pfns")
+    prior = GP(num_features=5, lengthscale=0.6, noise=1e-4)
+    held_out = {}
+    for n in (1, 8):
+        batch = prior.sample(3, n + 1, generator=torch.Generator().manual_seed(n))
+        held_out[n] = (batch.x, batch.y)
+    torch.save(held_out, tmp_path / "held_out.pt")
+    settings = {
+        "budget_s": 2.0,
+        "threads": 1,
+        "calibration_steps": 3,
+        "border_datasets": 64,
+        "warmup_fraction": 0.025,
+    }
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    command = [sys.executable, "-m", "priorfit.bench.train_speed", str(tmp_path), method]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    out = json.loads((tmp_path / f"{method}.json").read_text())
+    assert 1 <= out["steps"] <= out["schedule_steps"] and out["train_seconds"] > 0
+    assert out["calibrated_s_per_step"] > 0 and out["prior_s_per_batch"] > 0
+    assert sorted(out["nll"]) == ["1", "8"]
+    assert all(len(v) == 3 and all(math.isfinite(x) for x in v) for v in out["nll"].values())

@@ -1,0 +1,113 @@
+"""The PFN transformer: attention structure, invariances, cached versus uncached paths."""
+
+import pytest
+import torch
+
+from priorfit.model.transformer import PFN, ModelConfig
+
+
+@pytest.fixture
+def model() -> PFN:
+    torch.manual_seed(0)
+    return PFN(ModelConfig(num_features=3, num_outputs=20, d_model=32, num_heads=4,
+                           num_layers=3, d_ff=64)).eval()
+
+
+def data(batch=2, n=7, m=5, features=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, n, features, generator=g), torch.randn(batch, n, generator=g),
+            torch.rand(batch, m, features, generator=g))
+
+
+def reference_forward(model: PFN, x_train, y_train, x_test):
+    """The same network through one masked attention over all tokens (no cache)."""
+    n, m = x_train.shape[1], x_test.shape[1]
+    h = torch.cat([model.x_encoder(x_train) + model.y_encoder(y_train), model.x_encoder(x_test)], 1)
+    allowed = torch.zeros(n + m, n + m, dtype=torch.bool)
+    allowed[:, :n] = True
+    allowed[n:, n:] = torch.eye(m, dtype=torch.bool)
+    for block in model.blocks:
+        q, k, v = block.attn._split(block.norm_attn(h))
+        attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        h = block._feed_forward(h + block.attn._merge(attended))
+    return model.decoder(model.norm(h[:, n:]))
+
+
+def test_output_shape(model):
+    x_train, y_train, x_test = data()
+    assert model(x_train, y_train, x_test).shape == (2, 5, 20)
+
+
+def test_cached_path_equals_one_masked_pass(model):
+    x_train, y_train, x_test = data()
+    torch.testing.assert_close(model(x_train, y_train, x_test),
+                               reference_forward(model, x_train, y_train, x_test),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_equal_those_of_one_masked_pass(model):
+    x_train, y_train, x_test = data()
+    grads = []
+    for forward in (model, lambda *a: reference_forward(model, *a)):
+        model.zero_grad()
+        forward(x_train, y_train, x_test).square().mean().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for fast, reference in zip(*grads, strict=True):
+        torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_invariant_to_order_of_training_points(model):
+    x_train, y_train, x_test = data()
+    perm = torch.randperm(x_train.shape[1])
+    torch.testing.assert_close(model(x_train, y_train, x_test),
+                               model(x_train[:, perm], y_train[:, perm], x_test),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_test_points_do_not_see_each_other(model):
+    x_train, y_train, x_test = data(m=6)
+    full = model(x_train, y_train, x_test)
+    alone = torch.cat([model(x_train, y_train, x_test[:, i : i + 1]) for i in range(6)], 1)
+    torch.testing.assert_close(full, alone, rtol=1e-5, atol=1e-5)
+    permuted = model(x_train, y_train, x_test.flip(1)).flip(1)
+    torch.testing.assert_close(full, permuted, rtol=1e-5, atol=1e-5)
+
+
+def test_empty_training_set(model):
+    x_train, y_train, x_test = data(n=0)
+    out = model(x_train, y_train, x_test)
+    assert out.shape == (2, 5, 20) and torch.isfinite(out).all()
+    torch.testing.assert_close(out, reference_forward(model, x_train, y_train, x_test))
+
+
+def test_fewer_features_are_padded(model):
+    x_train, y_train, x_test = data(features=2)
+    padded = torch.nn.functional.pad
+    scale = (3 / 2) ** 0.5
+    torch.testing.assert_close(
+        model(x_train, y_train, x_test),
+        model(padded(x_train, (0, 1)) * scale, y_train, padded(x_test, (0, 1)) * scale),
+    )
+
+
+def test_datasets_in_a_batch_are_independent(model):
+    x_train, y_train, x_test = data(batch=3)
+    batched = model(x_train, y_train, x_test)
+    for b in range(3):
+        torch.testing.assert_close(batched[b], model(x_train[b:b+1], y_train[b:b+1],
+                                                     x_test[b:b+1])[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"d_model": 30, "num_heads": 4}, "divisible"),
+        ({"task": "ranking"}, "task"),
+        ({"num_layers": 0}, "num_layers"),
+        ({"num_outputs": 1}, "num_outputs"),
+        ({"dropout": 1.5}, "dropout"),
+    ],
+)
+def test_bad_model_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**kwargs)

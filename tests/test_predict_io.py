@@ -1,0 +1,182 @@
+"""Prediction on user data (units, transforms, chunking, bad input) and saving/loading."""
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import priorfit as pf
+from priorfit.model.transformer import PFN, ModelConfig
+from priorfit.transforms import fit_transform
+
+
+def make_model(**overrides) -> PFN:
+    torch.manual_seed(0)
+    config = ModelConfig(num_features=2, num_outputs=16, d_model=16, num_heads=2, num_layers=2,
+                         d_ff=32, **overrides)
+    model = PFN(config, torch.linspace(-2, 2, 17)).eval()
+    model.card = {"prior": {"class": "GP"}, "note": "test"}
+    return model
+
+
+@pytest.fixture
+def model() -> PFN:
+    return make_model()
+
+
+def dataset(n=6, m=4, features=2):
+    rng = np.random.default_rng(0)
+    return rng.random((n, features)), rng.standard_normal(n), rng.random((m, features))
+
+
+def test_single_and_batched_agree(model):
+    x_train, y_train, x_test = dataset()
+    single = model.predict(x_train, y_train, x_test)
+    batched = model.predict(x_train[None], y_train[None], x_test[None])
+    assert single.mean.shape == (4,) and batched.mean.shape == (1, 4)
+    torch.testing.assert_close(single.mean, batched.mean[0])
+
+
+def test_numpy_torch_int_float64_give_the_same_answer(model):
+    x_train, y_train, x_test = dataset()
+    reference = model.predict(x_train, y_train, x_test).mean
+    as_torch = model.predict(torch.tensor(x_train), torch.tensor(y_train), torch.tensor(x_test))
+    torch.testing.assert_close(reference, as_torch.mean)
+    ints = model.predict(np.round(x_train * 3).astype(int), np.round(y_train).astype(int),
+                         np.round(x_test * 3).astype(int))
+    assert ints.mean.shape == (4,)
+
+
+def test_chunking_does_not_change_predictions(model):
+    x_train, y_train, _ = dataset()
+    x_test = np.random.default_rng(1).random((50, 2))
+    full = model.predict(x_train, y_train, x_test)
+    chunked = model.predict(x_train, y_train, x_test, chunk_size=7)
+    torch.testing.assert_close(full.logits, chunked.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_empty_test_set_gives_empty_result(model):
+    x_train, y_train, _ = dataset()
+    post = model.predict(x_train, y_train, np.zeros((0, 2)))
+    assert post.mean.shape == (0,)
+
+
+def test_empty_training_set_is_the_prior_predictive(model):
+    post = model.predict(np.zeros((0, 2)), np.zeros(0), dataset()[2])
+    assert torch.isfinite(post.mean).all()
+
+
+def test_standardize_transform_returns_user_units_with_jacobian():
+    model = make_model(y_transform="standardize", x_transform="unit_cube")
+    x_train, y_train, x_test = dataset()
+    base = model.predict(x_train, y_train, x_test)
+    loc, scale = 1000.0, 50.0
+    moved = model.predict(x_train * 7 - 3, loc + scale * y_train, x_test * 7 - 3)
+    torch.testing.assert_close(moved.mean, loc + scale * base.mean, rtol=1e-4, atol=1e-3)
+    y = torch.tensor([0.3, -0.1, 1.0, 2.0])
+    torch.testing.assert_close(moved.log_prob(loc + scale * y),
+                               base.log_prob(y) - np.log(scale), rtol=1e-4, atol=1e-4)
+
+
+def test_fit_transform_degenerate_statistics_are_safe():
+    x = torch.ones(2, 5, 3)
+    y = torch.full((2, 5), 4.0)
+    t = fit_transform("unit_cube", "standardize", x, y)
+    assert torch.isfinite(t.x(x)).all() and torch.isfinite(t.y(y)).all()
+    empty = fit_transform("unit_cube", "standardize", x[:, :0], y[:, :0])
+    torch.testing.assert_close(empty.y(y), y)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((np.full((3, 2), np.nan), np.zeros(3), np.zeros((2, 2))), ValueError, "x_train.*NaN"),
+        ((np.zeros((3, 2)), np.array([0, np.inf, 1]), np.zeros((2, 2))), ValueError, "y_train"),
+        ((np.zeros((3, 2)), np.zeros(4), np.zeros((2, 2))), ValueError, "3 points.*4"),
+        ((np.zeros(3), np.zeros(3), np.zeros(2)), ValueError, "reshape"),
+        ((np.zeros((3, 5)), np.zeros(3), np.zeros((2, 5))), ValueError, "1 to 2"),
+        ((np.zeros((3, 2)), np.zeros(3), np.zeros((2, 1))), ValueError, "x_test has 1 features"),
+        ((np.array([["a", "b"]]), np.zeros(1), np.zeros((2, 2))), TypeError, "numbers"),
+        ((np.zeros((3, 2)), np.array([None, 1, 2]), np.zeros((2, 2))), TypeError, "y_train"),
+        ((np.zeros((3, 2)), np.zeros((1, 3)), np.zeros((2, 2))), ValueError, "y_train must be"),
+    ],
+)
+def test_bad_input_is_named(model, args, error, match):
+    with pytest.raises(error, match=match):
+        model.predict(*args)
+
+
+def test_save_load_round_trip(model, tmp_path):
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    loaded = pf.load(path)
+    assert path.stat().st_mode & 0o044 == 0o044 or os.umask(os.umask(0)) & 0o044
+    assert loaded.card["note"] == "test"
+    assert loaded.config == model.config
+    x_train, y_train, x_test = dataset()
+    torch.testing.assert_close(loaded.predict(x_train, y_train, x_test).logits,
+                               model.predict(x_train, y_train, x_test).logits)
+
+
+def test_half_precision_save(model, tmp_path):
+    from priorfit.io import save
+
+    save(model, tmp_path / "h.safetensors", half=True)
+    loaded = pf.load(tmp_path / "h.safetensors")
+    assert loaded.borders.dtype == torch.float32
+    torch.testing.assert_close(loaded.borders, model.borders)
+    x_train, y_train, x_test = dataset()
+    torch.testing.assert_close(loaded.predict(x_train, y_train, x_test).mean,
+                               model.predict(x_train, y_train, x_test).mean, rtol=0, atol=2e-2)
+
+
+def test_pickle_is_refused_and_never_executed(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('pickle was executed')",))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(ValueError, match="not a priorfit safetensors"):
+        pf.load(path)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "torch.pt")
+    with pytest.raises(ValueError, match="safetensors"):
+        pf.load(tmp_path / "torch.pt")
+
+
+def test_foreign_and_truncated_files_are_refused(model, tmp_path):
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"weight": torch.zeros(3)}, foreign)
+    with pytest.raises(ValueError, match="not a priorfit model"):
+        pf.load(foreign)
+    good = tmp_path / "good.safetensors"
+    model.save(good)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        pf.load(truncated)
+    with pytest.raises(ValueError, match="neither a file nor a shipped model"):
+        pf.load(tmp_path / "missing.safetensors")
+
+
+def test_card_must_match_weights(model, tmp_path):
+    from safetensors import safe_open
+
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    card = json.loads(metadata["card"])
+    card["model"]["num_layers"] = 3
+    save_file(tensors, tmp_path / "lying.safetensors", {**metadata, "card": json.dumps(card)})
+    with pytest.raises(ValueError, match="does not match its model card"):
+        pf.load(tmp_path / "lying.safetensors")
+    card["model"]["colour"] = "red"
+    save_file(tensors, tmp_path / "odd.safetensors", {**metadata, "card": json.dumps(card)})
+    with pytest.raises(ValueError, match="unknown key 'colour' in \\[model card\\]"):
+        pf.load(tmp_path / "odd.safetensors")
