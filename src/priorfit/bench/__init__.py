@@ -17,6 +17,7 @@ from pathlib import Path
 
 BENCHES = {
     "gp": "priorfit.bench.gp",
+    "gp-hyper": "priorfit.bench.gp_hyper",
     "train-speed": "priorfit.bench.train_speed",
 }
 

@@ -7,12 +7,17 @@ distribution must be exported from this namespace.
 from priorfit.priors.base import Batch, Mixture, Prior, prior_from_config, prior_to_config
 from priorfit.priors.discrete import BetaBernoulli
 from priorfit.priors.gp import GP
+from priorfit.priors.hyper import Gamma, GPHyperparameters, GPHyperPrior, LogUniform
 from priorfit.priors.inputs import Normal, Uniform
 
 __all__ = [
     "GP",
     "Batch",
     "BetaBernoulli",
+    "GPHyperPrior",
+    "GPHyperparameters",
+    "Gamma",
+    "LogUniform",
     "Mixture",
     "Normal",
     "Prior",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,22 +17,33 @@ from priorfit.priors.inputs import Uniform, draw_device, target_device
 KERNELS = ("rbf", "matern12", "matern32", "matern52")
 
 
-def _sq_dist(a: Tensor, b: Tensor) -> Tensor:
+def sq_dist(a: Tensor, b: Tensor) -> Tensor:
     """Squared Euclidean distances ``[..., n, m]`` between ``a [..., n, F]`` and ``b [..., m, F]``.
 
     Uses ``|a|² + |b|² - 2 a·b`` after centring on the mean of ``a`` (distances are shift-invariant
-    and centring shrinks the cancellation error of that expansion).
+    and centring shrinks the cancellation error of that expansion). Works in place unless autograd
+    records the inputs.
     """
     if a.shape[-2] > 0:
         shift = a.mean(-2, keepdim=True)
         a, b = a - shift, b - shift
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        d = a.square().sum(-1, keepdim=True) + b.square().sum(-1).unsqueeze(-2) - 2 * (a @ b.mT)
+        return d.clamp_min(0)
     d = (a @ b.mT).mul_(-2)
     d.add_(a.square().sum(-1, keepdim=True)).add_(b.square().sum(-1).unsqueeze(-2))
     return d.clamp_min_(0)
 
 
-def _correlation(kernel: str, r2: Tensor) -> Tensor:
-    """Unit-variance stationary kernel of the scaled squared distance ``r2`` (overwritten)."""
+def correlation(kernel: str, r2: Tensor) -> Tensor:
+    """Unit-variance stationary kernel of the scaled squared distance ``r2``.
+
+    ``r2`` is overwritten, unless autograd records it: then the result is computed out of place,
+    with a gradient of zero (not NaN) at ``r2 = 0``, as a fresh tensor that callers may still
+    scale in place.
+    """
+    if torch.is_grad_enabled() and r2.requires_grad:
+        return _correlation_autograd(kernel, r2)
     if kernel == "rbf":
         return r2.mul_(-0.5).exp_()
     r = r2.sqrt_()
@@ -42,6 +54,19 @@ def _correlation(kernel: str, r2: Tensor) -> Tensor:
     if kernel == "matern32":  # (1 + √3 r) exp(-√3 r)
         return s.add_(1).mul_(decay)
     return s.square().div_(3).add_(s).add_(1).mul_(decay)  # (1 + √5 r + 5r²/3) exp(-√5 r)
+
+
+def _correlation_autograd(kernel: str, r2: Tensor) -> Tensor:
+    """:func:`correlation` out of place, for tensors that need gradients."""
+    if kernel == "rbf":
+        return torch.exp(-0.5 * r2).clone()  # exp saves its output for backward: hand out a copy
+    r = r2.clamp_min(1e-30).sqrt()  # no infinite slope at 0: r2 = 0 only where two points coincide
+    if kernel == "matern12":
+        return torch.exp(-r).clone()
+    s = r * (math.sqrt(3.0) if kernel == "matern32" else math.sqrt(5.0))
+    if kernel == "matern32":
+        return (1 + s) * torch.exp(-s)
+    return (1 + s + s.square() / 3) * torch.exp(-s)
 
 
 def robust_cholesky(K: Tensor, max_tries: int = 6) -> Tensor:
@@ -67,6 +92,19 @@ def robust_cholesky(K: Tensor, max_tries: int = 6) -> Tensor:
     if bad.numel() == 0:
         return L.reshape(K.shape)
     raise torch.linalg.LinAlgError(f"Cholesky failed for {bad.numel()} matrices even with jitter")
+
+
+def cholesky_with_fallback(K: Tensor, covariance64: Callable[[Tensor], Tensor]) -> Tensor:
+    """Lower Cholesky factors of the float32 covariances ``K [B, n, n]``.
+
+    Datasets whose float32 factorisation fails are refactorised with :func:`robust_cholesky` on
+    ``covariance64(indices)``, their covariances recomputed in float64.
+    """
+    L, info = torch.linalg.cholesky_ex(K)
+    bad = (info > 0).nonzero().squeeze(-1)
+    if bad.numel() > 0:
+        L[bad] = robust_cholesky(covariance64(bad)).to(L.dtype)
+    return L
 
 
 @dataclass
@@ -127,8 +165,8 @@ class GP:
         # matern12 is not smooth at r = 0: float32 rounding of r² (~1e-7) would turn into errors of
         # ~1e-4 in k for nearby points, larger than a typical noise, so its r² is formed in float64.
         wide = torch.float64 if self.kernel == "matern12" else dtype
-        r2 = _sq_dist((x1.to(dtype) / ls).to(wide), (x2.to(dtype) / ls).to(wide)).to(dtype)
-        return _correlation(self.kernel, r2).mul_(self.outputscale)
+        r2 = sq_dist((x1.to(dtype) / ls).to(wide), (x2.to(dtype) / ls).to(wide)).to(dtype)
+        return correlation(self.kernel, r2).mul_(self.outputscale)
 
     def covariance(self, x: Tensor) -> Tensor:
         """``outputscale * k(x, x) + noise * I`` for ``x [..., n, F]``, exact on the diagonal."""
@@ -154,10 +192,7 @@ class GP:
         shape = (batch_size, seq_len, self.num_features)
         x = self.inputs.sample(shape, generator=generator, device=draw).to(out, torch.float32)
         z = torch.randn(batch_size, 1, seq_len, generator=generator, device=draw).to(out)
-        L, info = torch.linalg.cholesky_ex(self.covariance(x))
-        bad = (info > 0).nonzero().squeeze(-1)
-        if bad.numel() > 0:
-            L[bad] = robust_cholesky(self.covariance(x[bad].double())).float()
+        L = cholesky_with_fallback(self.covariance(x), lambda bad: self.covariance(x[bad].double()))
         return Batch(x, (z @ L.mT).squeeze(-2))  # (L z)^T: the row-vector form is fastest on CPU
 
     def posterior(self, x_train: Tensor, y_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor]:

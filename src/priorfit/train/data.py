@@ -9,6 +9,7 @@ DataLoader workers, a resumed run continues with exactly the batches it would ha
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,14 +85,24 @@ class PriorStream(IterableDataset):
 
 
 def micro_batches(prior, config: TrainConfig, start_step: int, rank: int) -> DataLoader:
-    """DataLoader over :class:`PriorStream` (sampling in ``config.num_workers`` processes)."""
+    """DataLoader over :class:`PriorStream` (sampling in ``config.num_workers`` processes).
+
+    Workers are started by a fork server (spawned where there is none), never forked from the
+    training process itself: forking a process that runs other threads (JAX, an OpenMP pool)
+    can deadlock. The prior is therefore pickled to the workers, and a script that trains with
+    workers needs the usual ``if __name__ == "__main__":`` guard.
+    """
+    workers = config.num_workers
+    methods = multiprocessing.get_all_start_methods()
+    context = ("forkserver" if "forkserver" in methods else "spawn") if workers else None
     return DataLoader(
         PriorStream(prior, config, start_step, rank),
         batch_size=None,
-        num_workers=config.num_workers,
+        num_workers=workers,
         persistent_workers=False,
-        prefetch_factor=4 if config.num_workers else None,
+        prefetch_factor=4 if workers else None,
         worker_init_fn=_single_thread,
+        multiprocessing_context=context,
     )
 
 
