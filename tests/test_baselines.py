@@ -9,7 +9,14 @@ from scipy.stats import norm
 
 from priorfit.baselines import NUTSGP, GaussianMixturePredictive, map2, mle2
 from priorfit.baselines.gp_hyper import _jax_correlation
-from priorfit.priors import GP, Gamma, GPHyperparameters, GPHyperPrior, LogUniform
+from priorfit.priors import (
+    GP,
+    Gamma,
+    GPHyperparameters,
+    GPHyperPrior,
+    LogNormal,
+    LogUniform,
+)
 from priorfit.priors.gp import KERNELS, correlation, sq_dist
 
 
@@ -115,6 +122,16 @@ def test_map2_is_the_exact_gp_under_a_point_mass_hyperprior():
     predictive = map2(*data[:3], tight, restarts=2)
     np.testing.assert_allclose(predictive.hyperparameters["lengthscale"], 0.3, rtol=0.02)
     assert_matches_gp(predictive, gp, data, rtol=0.02)
+    scaled = GPHyperPrior(  # lengthscales LogNormal around 0.3 / sqrt(2), times sqrt(2 inputs)
+        num_features=2,
+        kernel="rbf",
+        lengthscale=LogNormal(math.log(0.3 / math.sqrt(2)), 1e-3),
+        lengthscale_dim_scaling=0.5,
+        outputscale=2.0,
+        noise=0.1,
+    )
+    predictive = map2(*data[:3], scaled, restarts=2)
+    np.testing.assert_allclose(predictive.hyperparameters["lengthscale"], 0.3, rtol=0.01)
 
 
 def test_map2_recovers_the_hyperparameters_from_a_large_dataset():
@@ -149,15 +166,15 @@ def test_nuts_is_the_exact_gp_under_a_nearly_point_mass_hyperprior():
     pytest.importorskip("numpyro")
     gp = GP(num_features=1, kernel="matern32", lengthscale=0.3, outputscale=2.0, noise=0.1)
     data = gp_data(gp, n=8)
-    tight = GPHyperPrior(  # one of each: a Gamma, a fixed value and a LogUniform
+    tight = GPHyperPrior(  # one of each: a Gamma, a LogNormal and a LogUniform
         kernel="matern32",
         lengthscale=Gamma(3e4, 1e5),
-        outputscale=2.0,
+        outputscale=LogNormal(math.log(2.0), 1e-3),
         noise=LogUniform(0.0999, 0.1001),
     )
     predictive = NUTSGP(tight, num_warmup=64, num_samples=32)(*data[:3])
     assert predictive.num_components == 32
-    np.testing.assert_allclose(predictive.hyperparameters["outputscale"], 2.0)
+    np.testing.assert_allclose(predictive.hyperparameters["outputscale"], 2.0, rtol=0.01)
     assert_matches_gp(predictive, gp, data, rtol=0.02)
 
 

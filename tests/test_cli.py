@@ -1,17 +1,22 @@
 """The command line, the demo (main job) and the benchmark smoke tests (--quick)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from priorfit import zoo
+from priorfit.bench import BENCHES
 from priorfit.cli import main
 
 
-def test_models_lists_the_shipped_models(capsys):
+def test_models_lists_the_shipped_models_one_per_config(capsys):
+    configs = {path.stem for path in (Path(__file__).parents[1] / "configs").glob("*.toml")}
+    assert set(zoo.names()) == configs  # every shipped model is retrained by its config
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for name in ("gp-paper", "gp-1d"):
+    for name in configs:
         assert name in out
 
 
@@ -71,10 +76,12 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bench", ["gp", "train-speed"])
+@pytest.mark.parametrize("bench", sorted(BENCHES))
 def test_bench_quick_smoke(bench, tmp_path):
     if bench == "train-speed":
         pytest.importorskip("pfns", reason="train-speed compares against pfns ([bench] extra)")
+    if bench == "gp-hyper":
+        pytest.importorskip("numpyro", reason="gp-hyper runs NUTS with numpyro ([bench] extra)")
     assert main(["bench", bench, "--quick", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / f"{bench}.json").read_text())
     assert result["bench"] == bench and result["rows"] and result["summary"]

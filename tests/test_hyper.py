@@ -12,12 +12,15 @@ from priorfit.priors import (
     GP,
     Gamma,
     GPHyperPrior,
+    LogNormal,
     LogUniform,
+    MixedInputs,
     Prior,
     Uniform,
     prior_from_config,
     prior_to_config,
 )
+from priorfit.priors.hyper import scale_hyperprior
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -170,3 +173,72 @@ def test_returned_hyperparameters_are_those_of_the_data():
 
     shuffled = type(hypers)(*(h.roll(1, 0) for h in vars(hypers).values()))
     assert (log_evidence(hypers) - log_evidence(shuffled)).mean() > 5
+
+
+def test_log_normal_samples_match_scipy():
+    dist = LogNormal(0.5, 1.5)
+    draws = dist.sample((20000,), generator=gen()).numpy()
+    reference = stats.lognorm(1.5, scale=math.exp(0.5))
+    assert stats.kstest(draws, reference.cdf).pvalue > 1e-3
+    value = torch.tensor([0.01, 1.0, 30.0], dtype=torch.float64)
+    torch.testing.assert_close(dist.log_prob(value), torch.from_numpy(reference.logpdf(value)))
+    with pytest.raises(ValueError, match="scale > 0"):
+        LogNormal(0.0, 0.0)
+
+
+@pytest.mark.parametrize("spec", [Gamma(3.0, 6.0), LogUniform(0.1, 2.0), LogNormal(0.5, 1.5)])
+def test_scaled_hyperprior_is_the_law_of_the_scaled_value(spec):
+    scaled = scale_hyperprior(spec, 4.0)
+    draws = 4.0 * spec.sample((20000,), generator=gen()).numpy()
+    cdf = lambda v: torch.tensor(  # noqa: E731  numerical CDF of the scaled density
+        [torch.trapezoid(scaled.log_prob(t).exp(), t).item()
+         for t in (torch.linspace(1e-9, float(u), 4001, dtype=torch.float64) for u in v)]
+    ).numpy()
+    assert stats.kstest(draws[:2000], cdf).pvalue > 1e-3
+    assert scale_hyperprior(0.5, 4.0) == 2.0
+
+
+def test_lengthscale_dim_scaling_and_its_fixed_width_equivalent():
+    prior = GPHyperPrior(num_features=9, min_features=1, lengthscale=LogNormal(0.0, 1.0),
+                         lengthscale_dim_scaling=0.5)
+    hypers = prior.sample_hyperparameters(4000, 9, generator=gen())
+    assert hypers.lengthscale.log().mean().item() == pytest.approx(math.log(3.0), abs=0.02)
+    fixed = prior.at_width(9)
+    assert fixed.num_features == 9 and fixed.min_features is None
+    assert fixed.lengthscale_dim_scaling == 0 and fixed.lengthscale == LogNormal(math.log(3), 1.0)
+    again = fixed.sample_hyperparameters(4000, 9, generator=gen())
+    torch.testing.assert_close(again.lengthscale, hypers.lengthscale)
+
+
+def test_mixed_inputs_give_each_column_one_marginal():
+    inputs = MixedInputs(weights=(1, 1, 1, 1), max_levels=3)
+    x = inputs.sample((400, 200, 3), generator=gen())
+    assert x.shape == (400, 200, 3) and x.dtype == torch.float32
+    columns = x.transpose(1, 2).reshape(-1, 200)
+    levels = torch.tensor([len(c.unique()) for c in columns])
+    discrete = levels <= 3
+    assert set(levels[discrete].tolist()) <= {1, 2, 3}
+    uniform = ~discrete & (columns.min(1).values >= 0) & (columns.max(1).values < 1)
+    log_normal = ~discrete & ~uniform & (columns.min(1).values > 0)
+    normal = ~discrete & ~uniform & ~log_normal
+    for kind in (discrete, uniform, log_normal, normal):  # each about a quarter of the columns
+        assert abs(kind.float().mean().item() - 0.25) < 0.05
+    assert torch.equal(inputs.sample((2, 5, 3), generator=gen(3)),
+                       inputs.sample((2, 5, 3), generator=gen(3)))
+    with pytest.raises(ValueError, match="weights"):
+        MixedInputs(weights=(1, 0, 0))
+    with pytest.raises(ValueError, match="max_levels"):
+        MixedInputs(max_levels=1)
+
+
+def test_gp_hyper_config_builds_the_real_data_prior():
+    from pathlib import Path
+
+    from priorfit.train import load_config
+
+    prior, model, _ = load_config(Path(__file__).parents[1] / "configs" / "gp-hyper.toml")
+    assert isinstance(prior.inputs, MixedInputs) and isinstance(prior.lengthscale, LogNormal)
+    assert (model.x_transform, model.y_transform) == ("unit_cube", "standardize")
+    assert prior_from_config(prior_to_config(prior)) == prior
+    batch = prior.sample(4, 64, generator=gen())
+    assert torch.isfinite(batch.y).all() and 1 <= batch.x.shape[2] <= 15

@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PFN",
     "ModelConfig",
+    "PFNRegressor",
     "RiemannDistribution",
     "TrainConfig",
     "load",
@@ -23,3 +24,11 @@ __all__ = [
     "priors",
     "train",
 ]
+
+
+def __getattr__(name: str):
+    if name == "PFNRegressor":  # imports scikit-learn, so only when asked for
+        from priorfit.tabular import PFNRegressor
+
+        return PFNRegressor
+    raise AttributeError(f"module 'priorfit' has no attribute {name!r}")

@@ -111,21 +111,31 @@ def predict(
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
 
     transform = fit_transform(config.x_transform, config.y_transform, x_train, y_train)
-    cache = model.condition(transform.x(x_train), transform.y(y_train))
-    x_test = transform.x(x_test)
-    logits = torch.cat(
-        [
-            model.predict_logits(cache, x_test[:, start : start + chunk_size])
-            for start in range(0, max(x_test.shape[1], 1), chunk_size)
-        ],
-        dim=1,
-    )[:, : x_test.shape[1]]
+    logits = logits_in_chunks(
+        model, transform.x(x_train), transform.y(y_train), transform.x(x_test), chunk_size
+    )
     if not batched:
         logits = logits[0]
     if config.task == "classification":
         return torch.distributions.Categorical(logits=logits)
     borders = transform.borders(model.borders)
     return RiemannDistribution(borders if batched else borders[0], logits)
+
+
+def logits_in_chunks(
+    model: PFN, x_train: Tensor, y_train: Tensor, x_test: Tensor, chunk_size: int = 2048
+) -> Tensor:
+    """Logits ``[B, m, K]`` for data already in model units (``[B, n, F]``, ``[B, n]``,
+    ``[B, m, F]``): the training set is conditioned on once, test points go ``chunk_size`` at a
+    time."""
+    cache = model.condition(x_train, y_train)
+    return torch.cat(
+        [
+            model.predict_logits(cache, x_test[:, start : start + chunk_size])
+            for start in range(0, max(x_test.shape[1], 1), chunk_size)
+        ],
+        dim=1,
+    )[:, : x_test.shape[1]]
 
 
 def _check_labels(y_train: Tensor, num_classes: int) -> None:

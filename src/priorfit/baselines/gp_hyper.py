@@ -25,7 +25,14 @@ import torch
 from scipy.special import logsumexp
 
 from priorfit.priors.gp import GP, KERNELS
-from priorfit.priors.hyper import Gamma, GPHyperparameters, GPHyperPrior, LogUniform
+from priorfit.priors.hyper import (
+    HYPERPRIORS,
+    Gamma,
+    GPHyperparameters,
+    GPHyperPrior,
+    LogNormal,
+    LogUniform,
+)
 
 HYPERS = ("lengthscale", "outputscale", "noise")
 
@@ -166,6 +173,7 @@ def map2(
     """
     x, y, xs = _check_data(x_train, y_train, x_test)
     _check_prior(prior)
+    prior = prior.at_width(x.shape[1])
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
         raise ValueError(f"restarts must be an int >= 0, got {restarts!r}")
     (n, d), batch = x.shape, restarts + 1
@@ -173,8 +181,8 @@ def map2(
     free = {}  # unconstrained parameters [batch, ...] of the hyperparameters that are not fixed
     for name in HYPERS:
         spec, value = getattr(prior, name), getattr(starts, name)
-        if isinstance(spec, (Gamma, LogUniform)):
-            value[0] = _mean(spec)
+        if isinstance(spec, HYPERPRIORS):
+            value[0] = _typical(spec)
             free[name] = _to_free(spec, value).requires_grad_()
     xb, yb = (
         torch.from_numpy(x).expand(batch, n, d),
@@ -218,13 +226,16 @@ def map2(
     return _plug_in(prior.oracle(hypers, 0), x, y, xs, info)
 
 
-def _mean(spec: Gamma | LogUniform) -> float:
+def _typical(spec: Gamma | LogUniform | LogNormal) -> float:
+    """A start for the optimiser: the mean (the median of a heavy-tailed LogNormal)."""
     if isinstance(spec, Gamma):
         return spec.concentration / spec.rate
+    if isinstance(spec, LogNormal):
+        return math.exp(spec.loc)
     return (spec.high - spec.low) / math.log(spec.high / spec.low)
 
 
-def _to_value(spec: Gamma | LogUniform, free: torch.Tensor) -> torch.Tensor:
+def _to_value(spec: Gamma | LogUniform | LogNormal, free: torch.Tensor) -> torch.Tensor:
     """Hyperparameter values from unconstrained parameters (kept within e^±30 for safety)."""
     if isinstance(spec, LogUniform):
         low, high = math.log(spec.low), math.log(spec.high)
@@ -232,7 +243,7 @@ def _to_value(spec: Gamma | LogUniform, free: torch.Tensor) -> torch.Tensor:
     return free.clamp(-30, 30).exp()
 
 
-def _to_free(spec: Gamma | LogUniform, value: torch.Tensor) -> torch.Tensor:
+def _to_free(spec: Gamma | LogUniform | LogNormal, value: torch.Tensor) -> torch.Tensor:
     if isinstance(spec, LogUniform):
         low, high = math.log(spec.low), math.log(spec.high)
         return torch.logit(((value.log() - low) / (high - low)).clamp(1e-6, 1 - 1e-6))
@@ -355,7 +366,8 @@ class NUTSGP:
         from numpyro.infer.hmc import hmc
         from numpyro.infer.util import initialize_model
 
-        prior, n, d = self.prior, *x.shape
+        n, d = x.shape
+        prior = self.prior.at_width(d)
 
         def site(name: str, shape: tuple[int, ...]):
             spec = getattr(prior, name)
@@ -363,6 +375,8 @@ class NUTSGP:
                 return jnp.full(shape, float(spec))
             if isinstance(spec, Gamma):
                 dist = numpyro.distributions.Gamma(spec.concentration, spec.rate)
+            elif isinstance(spec, LogNormal):
+                dist = numpyro.distributions.LogNormal(spec.loc, spec.scale)
             else:
                 dist = numpyro.distributions.LogUniform(spec.low, spec.high)
             return numpyro.sample(name, dist.expand(shape).to_event(len(shape)))

@@ -18,6 +18,7 @@ from pathlib import Path
 BENCHES = {
     "gp": "priorfit.bench.gp",
     "gp-hyper": "priorfit.bench.gp_hyper",
+    "regression": "priorfit.bench.regression",
     "train-speed": "priorfit.bench.train_speed",
 }
 

@@ -46,7 +46,7 @@ def run(quick: bool, data: Path, model_name: str = "gp-hyper-paper") -> Result:
     }
     rows, compile_seconds = [], dict.fromkeys((f"nuts-{b}" for b in budgets), 0.0)
     for d in widths:
-        prior = _fixed_width(trained_on, d)
+        prior = trained_on.at_width(d)
         nuts = {b: NUTSGP(prior, num_warmup=b, num_samples=b) for b in budgets}
         for n in sizes:
             rows += cell_rows(model, prior, nuts, d, n, num_datasets)
@@ -55,17 +55,6 @@ def run(quick: bool, data: Path, model_name: str = "gp-hyper-paper") -> Result:
     summary = summarise(rows)
     summary["nuts_compile_seconds"] = compile_seconds
     return Result(config, rows, summary, table(rows))
-
-
-def _fixed_width(prior: GPHyperPrior, d: int) -> GPHyperPrior:
-    """The trained-on prior with exactly ``d`` features."""
-    return GPHyperPrior(
-        num_features=d,
-        kernel=prior.kernel,
-        lengthscale=prior.lengthscale,
-        outputscale=prior.outputscale,
-        noise=prior.noise,
-    )
 
 
 def cell_rows(model, prior: GPHyperPrior, nuts: dict, d: int, n: int, num_datasets: int):

@@ -7,8 +7,8 @@ distribution must be exported from this namespace.
 from priorfit.priors.base import Batch, Mixture, Prior, prior_from_config, prior_to_config
 from priorfit.priors.discrete import BetaBernoulli
 from priorfit.priors.gp import GP
-from priorfit.priors.hyper import Gamma, GPHyperparameters, GPHyperPrior, LogUniform
-from priorfit.priors.inputs import Normal, Uniform
+from priorfit.priors.hyper import Gamma, GPHyperparameters, GPHyperPrior, LogNormal, LogUniform
+from priorfit.priors.inputs import MixedInputs, Normal, Uniform
 
 __all__ = [
     "GP",
@@ -17,7 +17,9 @@ __all__ = [
     "GPHyperPrior",
     "GPHyperparameters",
     "Gamma",
+    "LogNormal",
     "LogUniform",
+    "MixedInputs",
     "Mixture",
     "Normal",
     "Prior",

@@ -6,6 +6,7 @@ over the hyperparameters (Müller et al. 2022, §5.2), instead of plugging in on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,46 @@ class LogUniform:
 
 
 @dataclass
+class LogNormal:
+    """log-normal: ``log value ~ N(loc, scale²)``, with median ``exp(loc)``."""
+
+    loc: float
+    scale: float
+
+    def __post_init__(self) -> None:
+        if not self.scale > 0:
+            raise ValueError(f"LogNormal needs scale > 0, got {self}")
+
+    def sample(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None) -> Tensor:
+        """float64 CPU tensor of ``shape``."""
+        z = torch.randn(
+            shape, generator=generator, dtype=torch.float64, device=draw_device(generator, None)
+        )
+        return (self.loc + self.scale * z.cpu()).exp()
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log density of ``value`` (float64, or the dtype of a floating-point tensor)."""
+        value = torch.as_tensor(value, dtype=torch.float64) if not torch.is_tensor(value) else value
+        z = (value.log() - self.loc) / self.scale
+        return -0.5 * z.square() - value.log() - math.log(self.scale * math.sqrt(2 * math.pi))
+
+
+HYPERPRIORS = (Gamma, LogUniform, LogNormal)
+
+
+def scale_hyperprior(spec: Any, factor: float) -> Any:
+    """The distribution of ``factor * value`` for ``value ~ spec`` (a number or a hyperprior):
+    every hyperprior family here is closed under scaling."""
+    if isinstance(spec, Gamma):
+        return Gamma(spec.concentration, spec.rate / factor)
+    if isinstance(spec, LogUniform):
+        return LogUniform(spec.low * factor, spec.high * factor)
+    if isinstance(spec, LogNormal):
+        return LogNormal(spec.loc + math.log(factor), spec.scale)
+    return spec * factor
+
+
+@dataclass
 class GPHyperparameters:
     """The hyperparameters of a batch of datasets.
 
@@ -100,8 +141,11 @@ class GPHyperPrior:
         min_features: each batch draws its width uniformly from ``min_features..num_features``
             (``None``: always ``num_features``).
         kernel: ``"rbf"``, ``"matern12"``, ``"matern32"`` or ``"matern52"``.
-        lengthscale, outputscale, noise: hyperpriors (:class:`Gamma`, :class:`LogUniform`) or
-            fixed positive numbers.
+        lengthscale, outputscale, noise: hyperpriors (:class:`Gamma`, :class:`LogUniform`,
+            :class:`LogNormal`) or fixed positive numbers.
+        lengthscale_dim_scaling: lengthscales of a dataset with F' inputs are multiplied by
+            ``F' ** lengthscale_dim_scaling``. With 0.5 (as in Hvarfner et al. 2024) the typical
+            correlation between two random points no longer shrinks as inputs are added.
         irrelevant_prob: each feature is, independently, ignored by the function with this
             probability (infinite lengthscale); at least one feature is always used.
         trend_std: standard deviation of the slope of a linear trend ``slope · (x - 0.5)`` added
@@ -115,6 +159,7 @@ class GPHyperPrior:
     lengthscale: Any = field(default_factory=lambda: Gamma(3.0, 6.0))
     outputscale: Any = field(default_factory=lambda: Gamma(2.0, 0.15))
     noise: Any = field(default_factory=lambda: Gamma(1.1, 0.05))
+    lengthscale_dim_scaling: float = 0.0
     irrelevant_prob: float = 0.0
     trend_std: float = 0.0
     inputs: Any = field(default_factory=Uniform)
@@ -134,9 +179,10 @@ class GPHyperPrior:
         for name in ("lengthscale", "outputscale", "noise"):
             value = getattr(self, name)
             fixed = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-            if not (fixed or isinstance(value, (Gamma, LogUniform))):
+            if not (fixed or isinstance(value, HYPERPRIORS)):
                 raise ValueError(
-                    f"{name} must be a positive number, Gamma or LogUniform, got {value!r}"
+                    f"{name} must be a positive number, Gamma, LogUniform or LogNormal, "
+                    f"got {value!r}"
                 )
         if not 0 <= self.irrelevant_prob < 1:
             raise ValueError(f"irrelevant_prob must be in [0, 1), got {self.irrelevant_prob}")
@@ -156,6 +202,7 @@ class GPHyperPrior:
             return value.sample(shape, generator=generator)
 
         lengthscale = hyper("lengthscale", (batch_size, num_features))
+        lengthscale = lengthscale * num_features**self.lengthscale_dim_scaling
         shape = (batch_size, num_features)
         ignored = torch.rand(shape, generator=generator, device=draw).cpu() < self.irrelevant_prob
         keep = torch.randint(num_features, (batch_size,), generator=generator, device=draw).cpu()
@@ -170,6 +217,18 @@ class GPHyperPrior:
             outputscale=hyper("outputscale", (batch_size,)),
             noise=hyper("noise", (batch_size,)),
             slope=slope.masked_fill(ignored, 0.0),
+        )
+
+    def at_width(self, num_features: int) -> GPHyperPrior:
+        """This prior restricted to datasets of ``num_features`` inputs, with the dimension
+        scaling of the lengthscales folded into their hyperprior (for the baselines)."""
+        factor = num_features**self.lengthscale_dim_scaling
+        return dataclasses.replace(
+            self,
+            num_features=num_features,
+            min_features=None,
+            lengthscale=scale_hyperprior(self.lengthscale, factor),
+            lengthscale_dim_scaling=0.0,
         )
 
     def covariance(self, x: Tensor, hypers: GPHyperparameters) -> Tensor:

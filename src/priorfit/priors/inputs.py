@@ -76,3 +76,50 @@ class Normal:
         """A float32 tensor of ``shape`` on ``device``."""
         z = torch.randn(shape, generator=generator, device=draw_device(generator, device))
         return (self.mean + self.std * z).to(target_device(generator, device))
+
+
+@dataclass
+class MixedInputs:
+    """Columns as in real tables: each feature of each dataset draws its own marginal.
+
+    With probabilities ``weights`` a feature is uniform on [0, 1), standard normal, log-normal
+    (``exp`` of a standard normal: skewed, like counts or prices) or discrete with 2 to
+    ``max_levels`` equally likely levels ``0, 1/(k-1), ..., 1`` (binary flags, ordinal codes).
+    Every point of a feature shares its marginal; shape ``[..., T, F]``.
+    """
+
+    weights: tuple[float, float, float, float] = (0.4, 0.2, 0.2, 0.2)
+    max_levels: int = 5
+
+    def __post_init__(self) -> None:
+        self.weights = tuple(float(w) for w in self.weights)
+        if len(self.weights) != 4 or min(self.weights) < 0 or sum(self.weights) <= 0:
+            raise ValueError(
+                "MixedInputs.weights must be 4 non-negative numbers (uniform, normal, log-normal, "
+                f"discrete) with a positive sum, got {self.weights}"
+            )
+        if isinstance(self.max_levels, bool) or not isinstance(self.max_levels, int):
+            raise ValueError(f"MixedInputs.max_levels must be an int, got {self.max_levels!r}")
+        if self.max_levels < 2:
+            raise ValueError(f"MixedInputs.max_levels must be >= 2, got {self.max_levels}")
+
+    def sample(
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """A float32 tensor of ``shape`` (at least ``[T, F]``) on ``device``."""
+        draw = draw_device(generator, device)
+        column = (*shape[:-2], 1, shape[-1])  # one marginal per dataset and feature
+        weights = torch.tensor(self.weights, device=draw)
+        cumulative = (weights / weights.sum()).cumsum(0)
+        kind = torch.searchsorted(cumulative, torch.rand(column, generator=generator, device=draw))
+        levels = torch.randint(2, self.max_levels + 1, column, generator=generator, device=draw)
+        u = torch.rand(shape, generator=generator, device=draw)
+        z = torch.randn(shape, generator=generator, device=draw)
+        discrete = (u * levels).floor() / (levels - 1)
+        marginals = torch.stack([u, z, z.exp(), discrete])  # [4, *shape]
+        x = marginals.gather(0, kind.expand(shape).unsqueeze(0)).squeeze(0)
+        return x.to(target_device(generator, device))

@@ -1,0 +1,164 @@
+"""scikit-learn estimators on shipped PFNs.
+
+:class:`PFNRegressor` turns a regression PFN (by default ``gp-hyper``, a GP with hyperpriors
+built for real data) into an estimator with calibrated uncertainty: ``fit`` only stores the
+data, ``predict`` runs one forward pass that conditions on it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from priorfit.io import load
+from priorfit.model.riemann import RiemannDistribution
+from priorfit.model.transformer import PFN
+from priorfit.predict import logits_in_chunks
+from priorfit.transforms import fit_transform
+
+
+class PFNRegressor(RegressorMixin, BaseEstimator):
+    """Bayesian regression in one forward pass of a PFN.
+
+    The posterior predictive is the PFN's Riemann distribution, in the units of ``y``: the model's
+    input and target transforms (``unit_cube`` and ``standardize`` for ``gp-hyper``) are fitted
+    on the training data, in float64, exactly as in training, and undone on the way out.
+
+    Data larger than the model: a PFN is trained on at most ``max_train`` training points (its
+    card) and ``num_features`` features. Beyond either, the regressor warns and predicts with an
+    ensemble of ``ensemble_size`` members; each conditions on a random subset of ``max_train``
+    points and of ``num_features`` features, and the predictive is their equal mixture (the
+    bucket probabilities are averaged). All members share the transforms fitted on the whole
+    training set, so with subsampled points a member's statistics differ slightly from those
+    it was trained with.
+
+    Parameters:
+        model: a zoo name, a path to a ``.safetensors`` file, or a loaded regression :class:`PFN`.
+        ensemble_size: ensemble members for data larger than the model (ignored otherwise).
+        random_state: seeds the ensemble's subsets.
+        device: where the PFN runs.
+        chunk_size: test points per forward pass.
+
+    Attributes (after ``fit``):
+        model_: the PFN. n_features_in_: features seen in ``fit``.
+        members_: ``(rows, features)`` index arrays of each ensemble member.
+    """
+
+    def __init__(
+        self,
+        model: str | PFN = "gp-hyper",
+        *,
+        ensemble_size: int = 8,
+        random_state: int | None = 0,
+        device: str = "cpu",
+        chunk_size: int = 2048,
+    ) -> None:
+        self.model = model
+        self.ensemble_size = ensemble_size
+        self.random_state = random_state
+        self.device = device
+        self.chunk_size = chunk_size
+
+    def fit(self, X: Any, y: Any) -> PFNRegressor:
+        """Store the training data ``X [n, F]``, ``y [n]`` (arrays or DataFrames); returns self."""
+        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        if isinstance(self.ensemble_size, bool) or not isinstance(self.ensemble_size, int):
+            raise ValueError(f"ensemble_size must be an int >= 1, got {self.ensemble_size!r}")
+        if self.ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be an int >= 1, got {self.ensemble_size}")
+        model = self.model if isinstance(self.model, PFN) else load(self.model, device=self.device)
+        if model.config.task != "regression":
+            raise ValueError(f"PFNRegressor needs a regression PFN, got a {model.config.task} one")
+        self.model_ = model
+        self.X_, self.y_ = X, y.astype(np.float64)
+        self.members_ = self._members(*X.shape)
+        return self
+
+    def _members(self, n: int, num_features: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        config = self.model_.config
+        max_train = self.model_.card.get("train", {}).get("max_train", n)
+        too_many_points, too_many_features = n > max_train, num_features > config.num_features
+        if not (too_many_points or too_many_features):
+            return [(np.arange(n), np.arange(num_features))]
+        excess = [
+            f"{have} {what} (this PFN takes at most {most})"
+            for have, most, what, too_many in (
+                (n, max_train, "training points", too_many_points),
+                (num_features, config.num_features, "features", too_many_features),
+            )
+            if too_many
+        ]
+        warnings.warn(
+            f"{' and '.join(excess)}: predicting with an ensemble of {self.ensemble_size} "
+            "members, each on a random subset",
+            stacklevel=3,
+        )
+        rng = np.random.default_rng(self.random_state)
+        return [
+            (
+                np.sort(rng.choice(n, max_train, replace=False)) if too_many_points
+                else np.arange(n),
+                np.sort(rng.choice(num_features, config.num_features, replace=False))
+                if too_many_features else np.arange(num_features),
+            )
+            for _ in range(self.ensemble_size)
+        ]
+
+    @torch.inference_mode()
+    def predict_dist(self, X: Any) -> RiemannDistribution:
+        """The posterior predictive at ``X [m, F]``: a float64 :class:`RiemannDistribution` with
+        batch shape ``[m]``, in the units of ``y``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        model, device = self.model_, next(self.model_.parameters()).device
+        x_train, y_train, x_test = (
+            torch.from_numpy(a).to(device)[None] for a in (self.X_, self.y_, X)
+        )
+        transform = fit_transform(
+            model.config.x_transform, model.config.y_transform, x_train, y_train
+        )
+        x_train, y_train, x_test = (
+            t.float() for t in (transform.x(x_train), transform.y(y_train), transform.x(x_test))
+        )
+        probs = torch.zeros(X.shape[0], model.config.num_outputs, dtype=torch.float64)
+        for rows, features in self.members_:
+            logits = logits_in_chunks(
+                model,
+                x_train[:, rows][..., features],
+                y_train[:, rows],
+                x_test[..., features],
+                self.chunk_size,
+            )
+            probs += logits[0].double().softmax(-1).cpu()
+        borders = transform.borders(model.borders.double())[0, 0].cpu()
+        return RiemannDistribution(borders, (probs / len(self.members_)).log())
+
+    def predict(self, X: Any, return_std: bool = False) -> np.ndarray | tuple:
+        """Posterior predictive mean ``[m]`` (and standard deviation ``[m]`` with
+        ``return_std``), like ``GaussianProcessRegressor.predict``."""
+        dist = self.predict_dist(X)
+        if return_std:
+            return dist.mean.numpy(), dist.stddev.numpy()
+        return dist.mean.numpy()
+
+    def predict_quantiles(self, X: Any, q: Any = (0.025, 0.5, 0.975)) -> np.ndarray:
+        """Quantiles ``[m, len(q)]`` of the posterior predictive (``[m]`` for a scalar ``q``)."""
+        quantiles = np.asarray(q, dtype=np.float64)
+        if quantiles.ndim > 1 or not np.all((quantiles > 0) & (quantiles < 1)):
+            raise ValueError(f"q must be a probability or a 1-D list of them in (0, 1), got {q!r}")
+        dist = self.predict_dist(X)
+        levels = torch.from_numpy(np.atleast_1d(quantiles))
+        values = dist.icdf(levels[:, None].expand(-1, dist.batch_shape[0])).T.numpy()
+        return values[:, 0] if quantiles.ndim == 0 else values
+
+    def log_likelihood(self, X: Any, y: Any) -> float:
+        """Mean log predictive density of ``y [m]`` at ``X [m, F]`` (per point, in the units of
+        ``y``; higher is better; minus the test NLL)."""
+        X, y = validate_data(self, X, y, reset=False, y_numeric=True, dtype=np.float64)
+        y = torch.from_numpy(y.astype(np.float64))
+        return float(self.predict_dist(X).log_prob(y).mean())
