@@ -38,11 +38,13 @@ def test_output_shape(model):
     assert model(x_train, y_train, x_test).shape == (2, 5, 20)
 
 
-def test_cached_path_equals_one_masked_pass(model):
-    x_train, y_train, x_test = data()
-    torch.testing.assert_close(model(x_train, y_train, x_test),
-                               reference_forward(model, x_train, y_train, x_test),
-                               rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("n", [7, 0])
+def test_joint_and_cached_paths_equal_one_masked_pass(model, n):
+    x_train, y_train, x_test = data(n=n)
+    reference = reference_forward(model, x_train, y_train, x_test)
+    cached = model.predict_logits(model.condition(x_train, y_train), x_test)
+    torch.testing.assert_close(model(x_train, y_train, x_test), reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cached, reference, rtol=1e-5, atol=1e-5)
 
 
 def test_gradients_equal_those_of_one_masked_pass(model):

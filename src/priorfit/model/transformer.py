@@ -100,21 +100,37 @@ class Attention(nn.Module):
 
         ``h [B, m, d]``, cache k/v ``[B, heads, n, head_dim]`` (``n`` may be 0) -> ``[B, m, d]``.
         """
-        q, k_self, v_self = self._split(h)
-        k_train, v_train = cache
-        q = q * (1.0 / math.sqrt(q.shape[-1]))
-        scores_train = q @ k_train.transpose(-1, -2)  # [B, H, m, n]
-        score_self = (q * k_self).sum(-1, keepdim=True)  # [B, H, m, 1]
-        # Softmax over [training keys, own key] without concatenating: shift by the maximum
-        # (detached: the result does not depend on it), exponentiate, normalise.
-        shift = score_self.detach()
-        if scores_train.shape[-1] > 0:
-            shift = torch.maximum(scores_train.amax(-1, keepdim=True).detach(), shift)
-        weights_train = scores_train.sub_(shift).exp_()
-        weight_self = (score_self - shift).exp_()
-        total = weights_train.sum(-1, keepdim=True) + weight_self
-        mixed = (weights_train @ v_train + weight_self * v_self) / total
-        return self._merge(mixed)
+        return self._merge(_attend_train_and_self(*self._split(h), *cache))
+
+    def joint(self, h: Tensor, n: int) -> Tensor:
+        """Training and test tokens in one pass: ``h [B, n + m, d]``, training tokens first ->
+        ``[B, n + m, d]``, as :meth:`train_tokens` on ``h[:, :n]`` and :meth:`test_tokens` on
+        ``h[:, n:]`` (fewer, larger operations)."""
+        q, k, v = self._split(h)
+        train = F.scaled_dot_product_attention(q[:, :, :n], k[:, :, :n], v[:, :, :n])
+        test = _attend_train_and_self(
+            q[:, :, n:], k[:, :, n:], v[:, :, n:], k[:, :, :n], v[:, :, :n]
+        )
+        return self._merge(torch.cat([train, test], 2))
+
+
+def _attend_train_and_self(
+    q: Tensor, k_self: Tensor, v_self: Tensor, k_train: Tensor, v_train: Tensor
+) -> Tensor:
+    """Test queries ``q [B, H, m, hd]`` attend to the training keys ``[B, H, n, hd]`` and each to
+    its own key ``k_self [B, H, m, hd]`` -> ``[B, H, m, hd]``."""
+    q = q * (1.0 / math.sqrt(q.shape[-1]))
+    scores_train = q @ k_train.transpose(-1, -2)  # [B, H, m, n]
+    score_self = (q * k_self).sum(-1, keepdim=True)  # [B, H, m, 1]
+    # Softmax over [training keys, own key] without concatenating: shift by the maximum
+    # (detached: the result does not depend on it), exponentiate, normalise.
+    shift = score_self.detach()
+    if scores_train.shape[-1] > 0:
+        shift = torch.maximum(scores_train.amax(-1, keepdim=True).detach(), shift)
+    weights_train = scores_train.sub_(shift).exp_()
+    weight_self = (score_self - shift).exp_()
+    total = weights_train.sum(-1, keepdim=True) + weight_self
+    return (weights_train @ v_train + weight_self * v_self) / total
 
 
 class Block(nn.Module):
@@ -141,6 +157,9 @@ class Block(nn.Module):
 
     def test_tokens(self, h: Tensor, cache: tuple[Tensor, Tensor]) -> Tensor:
         return self._feed_forward(h + self.dropout(self.attn.test_tokens(self.norm_attn(h), cache)))
+
+    def joint(self, h: Tensor, n: int) -> Tensor:
+        return self._feed_forward(h + self.dropout(self.attn.joint(self.norm_attn(h), n)))
 
 
 class PFN(nn.Module):
@@ -191,11 +210,22 @@ class PFN(nn.Module):
         h = self.x_encoder(x_test)
         for block, kv in zip(self.blocks, cache, strict=True):
             h = block.test_tokens(h, kv)
-        with torch.autocast(h.device.type, enabled=False):  # logits need float32 precision
-            return self.decoder(self.norm(h.float()))
+        return self._decode(h)
 
     def forward(self, x_train: Tensor, y_train: Tensor, x_test: Tensor) -> Tensor:
-        return self.predict_logits(self.condition(x_train, y_train), x_test)
+        """Logits ``[B, m, num_outputs]`` of ``x_test [B, m, F]`` given ``x_train [B, n, F]``,
+        ``y_train [B, n]``, in one pass over all tokens; equal to
+        ``predict_logits(condition(x_train, y_train), x_test)``."""
+        n = x_train.shape[1]
+        h = self.x_encoder(torch.cat([x_train, x_test], 1))
+        h = torch.cat([h[:, :n] + self.y_encoder(y_train.to(h.dtype)), h[:, n:]], 1)
+        for block in self.blocks:
+            h = block.joint(h, n)
+        return self._decode(h[:, n:])
+
+    def _decode(self, h: Tensor) -> Tensor:
+        with torch.autocast(h.device.type, enabled=False):  # logits need float32 precision
+            return self.decoder(self.norm(h.float()))
 
     def predict(self, x_train, y_train, x_test, **kwargs):
         """Posterior predictive at ``x_test`` in the user's units; see :func:`priorfit.predict`."""
