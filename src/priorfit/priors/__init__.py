@@ -5,13 +5,16 @@ distribution must be exported from this namespace.
 """
 
 from priorfit.priors.base import Batch, Mixture, Prior, prior_from_config, prior_to_config
+from priorfit.priors.bnn import BNN, BNNHyperPrior, MLPWeights
 from priorfit.priors.discrete import BetaBernoulli
 from priorfit.priors.gp import GP
 from priorfit.priors.hyper import Gamma, GPHyperparameters, GPHyperPrior, LogNormal, LogUniform
 from priorfit.priors.inputs import MixedInputs, Normal, Uniform
 
 __all__ = [
+    "BNN",
     "GP",
+    "BNNHyperPrior",
     "Batch",
     "BetaBernoulli",
     "GPHyperPrior",
@@ -19,6 +22,7 @@ __all__ = [
     "Gamma",
     "LogNormal",
     "LogUniform",
+    "MLPWeights",
     "MixedInputs",
     "Mixture",
     "Normal",
