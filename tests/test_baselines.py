@@ -152,9 +152,9 @@ def test_map2_recovers_the_hyperparameters_from_a_large_dataset():
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_jax_kernel_matches_torch(kernel):
     pytest.importorskip("numpyro")
-    from priorfit.baselines.gp_hyper import _import_jax
+    from priorfit.baselines.jax_inference import import_jax
 
-    _import_jax()  # float64
+    import_jax()  # float64
     a, b = torch.rand(5, 2, dtype=torch.float64), torch.rand(4, 2, dtype=torch.float64)
     expected = correlation(kernel, sq_dist(a, b))
     got = np.asarray(_jax_correlation(kernel, a.numpy(), b.numpy()))

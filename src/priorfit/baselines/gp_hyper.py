@@ -15,15 +15,14 @@ component is the exact GP predictive given one setting of the hyperparameters.
 from __future__ import annotations
 
 import math
-import time
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import logsumexp
 
+from priorfit.baselines.data import GaussianMixturePredictive, check_data
+from priorfit.baselines.jax_inference import JittedNUTS, import_jax
 from priorfit.priors.gp import GP, KERNELS
 from priorfit.priors.hyper import (
     HYPERPRIORS,
@@ -39,57 +38,6 @@ HYPERS = ("lengthscale", "outputscale", "noise")
 # mle2's box for the optimiser, wide enough that only a genuinely degenerate fit (noise -> 0,
 # lengthscale -> inf) reaches it: on x in [0, 1] and y of the App. F prior (variance ~ 35).
 MLE2_BOUNDS = {"outputscale": (1e-5, 1e5), "lengthscale": (1e-5, 1e5), "noise": (1e-10, 1e5)}
-
-
-@dataclass
-class GaussianMixturePredictive:
-    """Equally weighted mixture of S Gaussians at each of m test points.
-
-    Attributes:
-        mean: ``[S, m]`` component means (float64).
-        var: ``[S, m]`` component variances (float64, positive); S = 1 for point estimates.
-        hyperparameters: the hyperparameters of the components: ``lengthscale [S, d]``,
-            ``outputscale [S]``, ``noise [S]``.
-        info: method details (optimum, timings, chain diagnostics).
-    """
-
-    mean: np.ndarray
-    var: np.ndarray
-    hyperparameters: dict[str, np.ndarray] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.mean = np.asarray(self.mean, dtype=np.float64)
-        self.var = np.asarray(self.var, dtype=np.float64)
-        if self.mean.ndim != 2 or self.mean.shape != self.var.shape or self.mean.shape[0] < 1:
-            raise ValueError(
-                f"mean and var must both be [S, m] with S >= 1, got {self.mean.shape} and "
-                f"{self.var.shape}"
-            )
-        if not (np.isfinite(self.mean).all() and np.isfinite(self.var).all()):
-            raise ValueError("mean and var must be finite")
-        if not (self.var > 0).all():
-            raise ValueError("var must be positive")
-
-    @property
-    def num_components(self) -> int:
-        return self.mean.shape[0]
-
-    def mean_prediction(self) -> np.ndarray:
-        """Mean of the mixture ``[m]``."""
-        return self.mean.mean(0)
-
-    def total_variance(self) -> np.ndarray:
-        """Variance of the mixture ``[m]``: mean of the variances plus variance of the means."""
-        return self.var.mean(0) + self.mean.var(0)
-
-    def log_prob(self, y_test: Any) -> np.ndarray:
-        """Log density ``[m]`` of ``y_test [m]`` (one value per test point), via logsumexp."""
-        y = _as_numpy(y_test, "y_test")
-        if y.shape != self.mean.shape[1:]:
-            raise ValueError(f"y_test must be [m] = [{self.mean.shape[1]}], got {y.shape}")
-        log_comp = -0.5 * (np.log(2 * math.pi * self.var) + (y - self.mean) ** 2 / self.var)
-        return logsumexp(log_comp, axis=0) - math.log(self.num_components)
 
 
 # ------------------------------------------------------------------------------- MLE-II
@@ -119,7 +67,7 @@ def mle2(
         from sklearn.gaussian_process import kernels as sk
     except ImportError as error:
         raise ImportError("mle2 needs scikit-learn: pip install 'priorfit[bench]'") from error
-    x, y, xs = _check_data(x_train, y_train, x_test)
+    x, y, xs = check_data(x_train, y_train, x_test)
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
@@ -171,7 +119,7 @@ def map2(
     from the hyperprior (seeded by ``seed``), all optimised together as one batch; the best one
     wins. Fixed hyperparameters stay fixed.
     """
-    x, y, xs = _check_data(x_train, y_train, x_test)
+    x, y, xs = check_data(x_train, y_train, x_test)
     _check_prior(prior)
     prior = prior.at_width(x.shape[1])
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
@@ -282,90 +230,24 @@ def _plug_in(
 # ------------------------------------------------------------------------------- NUTS
 
 
-class NUTSGP:
+class NUTSGP(JittedNUTS):
     """NUTS over the hyperparameters of ``prior`` (NumPyro on JAX, CPU, float64).
 
-    One chain of ``num_warmup`` adaptation steps and ``num_samples`` draws, compiled as one XLA
-    program per data shape ``(n, d, m)``: the first call for a shape compiles (timed in
-    :attr:`compile_seconds`), later calls only run. Calling returns the mixture over at most
-    ``max_components`` evenly thinned draws of the exact GP predictive of the noisy target; its
-    ``info`` holds ``run_seconds``, ``compile_seconds`` (of this call, 0 when cached),
-    ``num_divergences`` (after warmup), ``min_ess`` and ``max_split_r_hat`` (over every scalar
-    hyperparameter, from all draws).
-
-    Needs ``jax`` and ``numpyro`` (checked when constructed); switches JAX to float64 for the
-    whole process (``jax_enable_x64``).
+    Calling returns the mixture over at most ``max_components`` evenly thinned draws of the
+    exact GP predictive of the noisy target; its ``hyperparameters`` are the kept draws. See
+    :class:`~priorfit.baselines.nuts.JittedNUTS` for the chain, its compilation per data shape
+    and the diagnostics in ``info``.
     """
 
-    def __init__(
-        self,
-        prior: GPHyperPrior,
-        *,
-        num_warmup: int = 64,
-        num_samples: int = 64,
-        max_components: int = 64,
-        target_accept_prob: float = 0.8,
-        max_tree_depth: int = 10,
-    ) -> None:
+    def __init__(self, prior: GPHyperPrior, **chain: Any) -> None:
         _check_prior(prior)
         if all(isinstance(getattr(prior, h), (int, float)) for h in HYPERS):
             raise ValueError("every hyperparameter of prior is fixed: use its exact GP instead")
-        for name, value, low in (
-            ("num_warmup", num_warmup, 0),
-            ("num_samples", num_samples, 4),
-            ("max_components", max_components, 1),
-            ("max_tree_depth", max_tree_depth, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if not 0 < target_accept_prob < 1:
-            raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
-        _import_jax()
+        super().__init__(**chain)
         self.prior = prior
-        self.num_warmup, self.num_samples = num_warmup, num_samples
-        self.max_components = max_components
-        self.target_accept_prob, self.max_tree_depth = target_accept_prob, max_tree_depth
-        self.compile_seconds = 0.0  # total, over every shape compiled so far
-        self._compiled: dict[tuple[int, int, int], Any] = {}
 
-    def __call__(
-        self, x_train: Any, y_train: Any, x_test: Any, *, seed: int = 0
-    ) -> GaussianMixturePredictive:
-        """``x_train [n, d]``, ``y_train [n]``, ``x_test [m, d]`` -> predictive with S <=
-        ``max_components`` components; same ``seed``, same result."""
-        jax, _, _ = _import_jax()
-        from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-
-        x, y, xs = _check_data(x_train, y_train, x_test)
-        key = jax.random.PRNGKey(seed)
-        shape = (*x.shape, xs.shape[0])
-        compile_seconds = 0.0
-        if shape not in self._compiled:
-            start = time.perf_counter()
-            self._compiled[shape] = jax.jit(self._chain).lower(key, x, y, xs).compile()
-            compile_seconds = time.perf_counter() - start
-            self.compile_seconds += compile_seconds
-        start = time.perf_counter()
-        out = jax.block_until_ready(self._compiled[shape](key, x, y, xs))
-        run_seconds = time.perf_counter() - start
-        mean, var, kept, sampled, diverging = jax.device_get(out)
-        scalars = np.concatenate([v.reshape(self.num_samples, -1) for v in sampled.values()], 1)
-        info = {
-            "run_seconds": run_seconds,
-            "compile_seconds": compile_seconds,
-            "num_warmup": self.num_warmup,
-            "num_samples": self.num_samples,
-            "num_divergences": int(diverging.sum()),
-            "min_ess": float(effective_sample_size(scalars[None]).min()),
-            "max_split_r_hat": float(split_gelman_rubin(scalars[None]).max()),
-        }
-        return GaussianMixturePredictive(mean, var, hyperparameters=kept, info=info)
-
-    def _chain(self, key, x, y, xs):  # traced by jax.jit; shapes [n, d], [n], [m, d]
-        jax, jnp, numpyro = _import_jax()
-        from numpyro.infer.hmc import hmc
-        from numpyro.infer.util import initialize_model
-
+    def _model(self, x, y):  # traced; x [n, d], y [n]
+        _, jnp, numpyro = import_jax()
         n, d = x.shape
         prior = self.prior.at_width(d)
 
@@ -381,36 +263,20 @@ class NUTSGP:
                 dist = numpyro.distributions.LogUniform(spec.low, spec.high)
             return numpyro.sample(name, dist.expand(shape).to_event(len(shape)))
 
-        def model():
-            ls, os_, noise = site("lengthscale", (d,)), site("outputscale", ()), site("noise", ())
-            K = os_ * _jax_correlation(prior.kernel, x / ls, x / ls) + noise * jnp.eye(n)
-            normal = numpyro.distributions.MultivariateNormal(scale_tril=jnp.linalg.cholesky(K))
-            numpyro.sample("y", normal, obs=y)
+        ls, os_, noise = site("lengthscale", (d,)), site("outputscale", ()), site("noise", ())
+        K = os_ * _jax_correlation(prior.kernel, x / ls, x / ls) + noise * jnp.eye(n)
+        normal = numpyro.distributions.MultivariateNormal(scale_tril=jnp.linalg.cholesky(K))
+        numpyro.sample("y", normal, obs=y)
 
-        init_key, chain_key = jax.random.split(key)
-        model_info = initialize_model(init_key, model)
-        init_kernel, sample_kernel = hmc(model_info.potential_fn, algo="NUTS")
-        state = init_kernel(
-            model_info.param_info,
-            self.num_warmup,
-            rng_key=chain_key,
-            target_accept_prob=self.target_accept_prob,
-            max_tree_depth=self.max_tree_depth,
-        )
-
-        def step(state, _):
-            state = sample_kernel(state)
-            return state, (state.z, state.diverging)
-
-        _, (z, diverging) = jax.lax.scan(step, state, None, self.num_warmup + self.num_samples)
-        z = {k: v[self.num_warmup :] for k, v in z.items()}
-        sampled = jax.vmap(model_info.postprocess_fn)(z)  # the hyperparameters drawn, [S, ...]
-        thin = -(-self.num_samples // self.max_components)
+    def _predict(self, draws, x, y, xs):  # traced; draws: sampled sites, [S, ...] each
+        jax, jnp, _ = import_jax()
+        n, d = x.shape
+        prior = self.prior.at_width(d)
+        count = len(next(iter(draws.values())))
         kept = {}
         for h, shape in (("lengthscale", (d,)), ("outputscale", ()), ("noise", ())):
-            fixed = h not in sampled
-            value = jnp.full(shape, float(getattr(prior, h))) if fixed else sampled[h][::thin]
-            kept[h] = jnp.broadcast_to(value, (len(range(0, self.num_samples, thin)), *shape))
+            value = jnp.full(shape, float(getattr(prior, h))) if h not in draws else draws[h]
+            kept[h] = jnp.broadcast_to(value, (count, *shape))
 
         def predict(ls, os_, noise):  # exact predictive of the noisy target, as GP.posterior
             L = jnp.linalg.cholesky(
@@ -422,7 +288,7 @@ class NUTSGP:
             return mean, jnp.maximum(os_ + noise - (v**2).sum(0), noise)
 
         mean, var = jax.vmap(predict)(kept["lengthscale"], kept["outputscale"], kept["noise"])
-        return mean, var, kept, sampled, diverging[self.num_warmup :]
+        return mean, var, kept
 
 
 def _jax_correlation(kernel: str, a, b):
@@ -440,50 +306,6 @@ def _jax_correlation(kernel: str, a, b):
     if kernel == "matern32":
         return (1 + s) * jnp.exp(-s)
     return (1 + s + s**2 / 3) * jnp.exp(-s)
-
-
-def _import_jax():
-    try:
-        import jax
-        import jax.numpy as jnp
-        import numpyro
-        import numpyro.distributions  # makes numpyro.distributions an attribute
-    except ImportError as error:
-        raise ImportError("NUTSGP needs jax and numpyro: pip install 'priorfit[bench]'") from error
-    jax.config.update("jax_enable_x64", True)
-    return jax, jnp, numpyro
-
-
-# ------------------------------------------------------------------------------- validation
-
-
-def _as_numpy(value: Any, name: str) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        message = f"{name} must be an array of numbers, got {type(value).__name__}"
-        raise ValueError(message) from error
-
-
-def _check_data(x_train: Any, y_train: Any, x_test: Any) -> tuple[np.ndarray, ...]:
-    """float64 copies of ``x_train [n, d]``, ``y_train [n]``, ``x_test [m, d]`` (n, m, d >= 1)."""
-    x, y, xs = (
-        _as_numpy(x_train, "x_train"),
-        _as_numpy(y_train, "y_train"),
-        _as_numpy(x_test, "x_test"),
-    )
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"x_train must be [n, d] with n, d >= 1, got shape {x.shape}")
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"y_train must be [n] = [{x.shape[0]}] like x_train, got {y.shape}")
-    if xs.ndim != 2 or xs.shape[0] < 1 or xs.shape[1] != x.shape[1]:
-        raise ValueError(f"x_test must be [m, d] = [m, {x.shape[1]}], m >= 1, got {xs.shape}")
-    for name, v in (("x_train", x), ("y_train", y), ("x_test", xs)):
-        if not np.isfinite(v).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-    return np.ascontiguousarray(x), np.ascontiguousarray(y), np.ascontiguousarray(xs)
 
 
 def _check_prior(prior: Any) -> None:
