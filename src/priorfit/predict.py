@@ -126,10 +126,8 @@ def logits_in_chunks(
     model: PFN, x_train: Tensor, y_train: Tensor, x_test: Tensor, chunk_size: int = 2048
 ) -> Tensor:
     """Logits ``[B, m, K]`` for data already in model units (``[B, n, F]``, ``[B, n]``,
-    ``[B, m, F]``): up to ``chunk_size`` test points in one pass over all tokens; beyond, the
-    training set is conditioned on once and test points go ``chunk_size`` at a time."""
-    if x_test.shape[1] <= chunk_size:
-        return model(x_train, y_train, x_test)
+    ``[B, m, F]``): the training set is conditioned on once, test points go ``chunk_size`` at a
+    time. A test point's logits do not depend on the other test points, bit for bit."""
     cache = model.condition(x_train, y_train)
     return torch.cat(
         [

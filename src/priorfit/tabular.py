@@ -7,6 +7,7 @@ data, ``predict`` runs one forward pass that conditions on it.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -27,7 +28,9 @@ class PFNRegressor(RegressorMixin, BaseEstimator):
 
     The posterior predictive is the PFN's Riemann distribution, in the units of ``y``: the model's
     input and target transforms (``unit_cube`` and ``standardize`` for ``gp-hyper``) are fitted
-    on the training data, in float64, exactly as in training, and undone on the way out.
+    on the training data exactly as in training, and undone on the way out. Everything runs in
+    float64 (a copy of the PFN), so huge or tiny scales lose nothing and a test point's
+    prediction does not depend on the other test points, not even in rounding.
 
     Data larger than the model: a PFN is trained on at most ``max_train`` training points (its
     card) and ``num_features`` features. Beyond either, the regressor warns and predicts with an
@@ -74,7 +77,9 @@ class PFNRegressor(RegressorMixin, BaseEstimator):
         model = self.model if isinstance(self.model, PFN) else load(self.model, device=self.device)
         if model.config.task != "regression":
             raise ValueError(f"PFNRegressor needs a regression PFN, got a {model.config.task} one")
-        self.model_ = model
+        # float64: a test point's prediction must not depend, even in rounding, on how many
+        # other test points share its matrix products (check_methods_subset_invariance)
+        self.model_ = copy.deepcopy(model).double().eval()
         self.X_, self.y_ = X, y.astype(np.float64)
         self.members_ = self._members(*X.shape)
         return self
@@ -122,9 +127,7 @@ class PFNRegressor(RegressorMixin, BaseEstimator):
         transform = fit_transform(
             model.config.x_transform, model.config.y_transform, x_train, y_train
         )
-        x_train, y_train, x_test = (
-            t.float() for t in (transform.x(x_train), transform.y(y_train), transform.x(x_test))
-        )
+        x_train, y_train, x_test = transform.x(x_train), transform.y(y_train), transform.x(x_test)
         probs = torch.zeros(X.shape[0], model.config.num_outputs, dtype=torch.float64)
         for rows, features in self.members_:
             logits = logits_in_chunks(
@@ -134,8 +137,8 @@ class PFNRegressor(RegressorMixin, BaseEstimator):
                 x_test[..., features],
                 self.chunk_size,
             )
-            probs += logits[0].double().softmax(-1).cpu()
-        borders = transform.borders(model.borders.double())[0, 0].cpu()
+            probs += logits[0].softmax(-1).cpu()
+        borders = transform.borders(model.borders)[0, 0].cpu()
         return RiemannDistribution(borders, (probs / len(self.members_)).log())
 
     def predict(self, X: Any, return_std: bool = False) -> np.ndarray | tuple:

@@ -224,8 +224,8 @@ class PFN(nn.Module):
         return self._decode(h[:, n:])
 
     def _decode(self, h: Tensor) -> Tensor:
-        with torch.autocast(h.device.type, enabled=False):  # logits need float32 precision
-            return self.decoder(self.norm(h.float()))
+        with torch.autocast(h.device.type, enabled=False):  # logits in the weights' precision
+            return self.decoder(self.norm(h.to(self.norm.weight.dtype)))
 
     def predict(self, x_train, y_train, x_test, **kwargs):
         """Posterior predictive at ``x_test`` in the user's units; see :func:`priorfit.predict`."""
