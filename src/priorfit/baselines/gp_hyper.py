@@ -165,7 +165,10 @@ def map2(
             loss.backward()
             return loss
 
-        optimizer.step(closure)
+        try:
+            optimizer.step(closure)
+        except IndexError:  # torch's strong-Wolfe search fails on a non-finite objective;
+            pass  # the parameters reached so far are scored below, the best start still wins
     with torch.no_grad():
         objective, hypers = log_posterior(), hyperparameters()
     best = int(torch.where(objective.isfinite(), objective, -math.inf).argmax())
