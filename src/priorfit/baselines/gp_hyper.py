@@ -14,6 +14,7 @@ component is the exact GP predictive given one setting of the hyperparameters.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from typing import Any
@@ -165,10 +166,10 @@ def map2(
             loss.backward()
             return loss
 
-        try:
+        # torch's strong-Wolfe search raises IndexError on a non-finite objective; the
+        # parameters reached so far are scored below, and the best start still wins
+        with contextlib.suppress(IndexError):
             optimizer.step(closure)
-        except IndexError:  # torch's strong-Wolfe search fails on a non-finite objective;
-            pass  # the parameters reached so far are scored below, the best start still wins
     with torch.no_grad():
         objective, hypers = log_posterior(), hyperparameters()
     best = int(torch.where(objective.isfinite(), objective, -math.inf).argmax())
