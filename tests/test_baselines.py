@@ -197,7 +197,7 @@ def test_nuts_is_reproducible_reports_diagnostics_and_compiles_once():
     assert first.mean.shape == (16, 2) and first.hyperparameters["lengthscale"].shape == (16, 1)
     info = first.info
     assert info["num_divergences"] >= 0 and info["min_ess"] > 0
-    assert math.isfinite(info["max_split_r_hat"])
+    assert math.isfinite(info["max_split_r_hat"]) and math.isfinite(info["max_split_r_hat_mean"])
     # each component is the exact GP with that component's hyperparameters (float64 numerics)
     for k in (0, 15):
         h = {name: value[k] for name, value in first.hyperparameters.items()}

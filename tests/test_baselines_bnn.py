@@ -53,6 +53,7 @@ def test_nuts_matches_the_conjugate_posterior_and_reports_diagnostics():
     np.testing.assert_allclose(predictive.total_variance(), var, rtol=0.15)
     info = predictive.info
     assert info["num_divergences"] == 0 and info["max_split_r_hat"] < 1.1 and info["min_ess"] > 50
+    assert 0.9 < info["max_split_r_hat_mean"] < 1.1
     assert info["compile_seconds"] > 0 and nuts(x, y, xs, seed=0).info["compile_seconds"] == 0
 
 

@@ -36,10 +36,11 @@ def test_shapes_reproducibility_and_parameter_count(features, hidden):
 
 def test_the_batched_network_is_each_dataset_own_mlp():
     prior = BNN(num_features=3, hidden=(5, 4), activation="relu")
-    params = prior.sample_weights(3, generator=gen())
-    x = torch.randn(3, 7, 3, generator=gen(1))
+    params = prior.sample_weights(37, generator=gen())  # more than one block of networks
+    x = torch.randn(37, 7, 3, generator=gen(1))
     out = prior.function(x, params)
-    for i in range(3):
+    assert out.shape == (37, 7)
+    for i in range(37):
         h = x[i]
         for layer, (w, b) in enumerate(zip(params.weights, params.biases, strict=True)):
             h = h @ w[i] + b[i]

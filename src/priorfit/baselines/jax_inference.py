@@ -78,7 +78,9 @@ class JittedNUTS(CompiledPerShape):
     the Gaussian predictive of the noisy target at ``xs [m, d]`` per draw, and the parameters
     to report. Calling returns a :class:`GaussianMixturePredictive` whose ``info`` holds
     ``run_seconds``, ``compile_seconds`` (of this call, 0 when cached), ``num_divergences``
-    (after warm-up), ``min_ess`` and ``max_split_r_hat`` (over every sampled scalar, all draws).
+    (after warm-up), ``min_ess`` and ``max_split_r_hat`` (over every sampled scalar, all draws)
+    and ``max_split_r_hat_mean`` (over the predictive means at the test points, kept draws;
+    unlike the parameters' R-hat it ignores label switching, NaN with fewer than 4 draws).
 
     Needs ``jax`` and ``numpyro`` (checked when constructed); switches JAX to float64 for the
     whole process (``jax_enable_x64``).
@@ -120,6 +122,9 @@ class JittedNUTS(CompiledPerShape):
             "num_divergences": int(diverging.sum()),
             "min_ess": float(effective_sample_size(scalars[None]).min()),
             "max_split_r_hat": float(split_gelman_rubin(scalars[None]).max()),
+            "max_split_r_hat_mean": (
+                float(split_gelman_rubin(mean[None]).max()) if len(mean) >= 4 else float("nan")
+            ),
         }
         return GaussianMixturePredictive(mean, var, hyperparameters=kept, info=info)
 

@@ -11,9 +11,11 @@ import importlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 BENCHES = {
     "gp": "priorfit.bench.gp",
@@ -71,3 +73,33 @@ def seconds_per_call(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def score_tasks(predict: Callable, tasks: Sequence[tuple]) -> tuple[np.ndarray, float, list]:
+    """Scores ``predict(i, x_train, y_train, x_test) -> predictive`` one task at a time.
+
+    ``tasks`` holds ``(x_train [n, d], y_train [n], x_test [m, d], y_test [m])`` per task.
+    Returns the mean test NLL per task ``[len(tasks)]``, the median seconds per call, and each
+    predictive's ``info`` (``{}`` when it has none).
+    """
+    nlls, seconds, infos = [], [], []
+    for i, (x_train, y_train, x_test, y_test) in enumerate(tasks):
+        start = time.perf_counter()
+        predictive = predict(i, x_train, y_train, x_test)
+        seconds.append(time.perf_counter() - start)
+        nlls.append(-float(np.mean(np.asarray(predictive.log_prob(y_test)))))
+        infos.append(getattr(predictive, "info", {}))
+    return np.array(nlls), float(np.median(seconds)), infos
+
+
+def pfn_batched_seconds(model, x, y, n: int) -> float:
+    """Best of three: ``model`` predicting all datasets ``x [B, T, d]``, ``y [B, T]`` in one call,
+    the first ``n`` points revealed and the rest scored."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        model.predict(x[:, :n].float(), y[:, :n].float(), x[:, n:].float()).log_prob(
+            y[:, n:].float()
+        )
+        times.append(time.perf_counter() - start)
+    return min(times)

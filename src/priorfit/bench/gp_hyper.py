@@ -10,14 +10,13 @@ for the PFN also batched over all datasets of a cell.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from priorfit.baselines import NUTSGP, map2, mle2
-from priorfit.bench import Result, mean_se
+from priorfit.bench import Result, mean_se, pfn_batched_seconds, score_tasks
 from priorfit.io import load
 from priorfit.priors import GPHyperPrior, prior_from_config
 
@@ -66,17 +65,6 @@ def cell_rows(model, prior: GPHyperPrior, nuts: dict, d: int, n: int, num_datase
     x, y = batch.x.double(), batch.y.double()
     data = [(x[i, :n], y[i, :n], x[i, n:], y[i, n:]) for i in range(num_datasets)]
 
-    def score(predict) -> tuple[np.ndarray, float, list]:
-        """Mean test NLL per dataset and median seconds per dataset."""
-        nlls, seconds, extras = [], [], []
-        for i, (xt, yt, xs, ys) in enumerate(data):
-            start = time.perf_counter()
-            predictive = predict(i, xt, yt, xs)
-            seconds.append(time.perf_counter() - start)
-            nlls.append(-float(np.mean(np.asarray(predictive.log_prob(ys)))))
-            extras.append(getattr(predictive, "info", {}))
-        return np.array(nlls), float(np.median(seconds)), extras
-
     methods = {
         "oracle": lambda i, xt, yt, xs: _Oracle(prior.oracle(hypers, i), xt, yt, xs),
         "pfn": lambda i, xt, yt, xs: model.predict(xt.float(), yt.float(), xs.float()),
@@ -90,7 +78,7 @@ def cell_rows(model, prior: GPHyperPrior, nuts: dict, d: int, n: int, num_datase
         sampler(*data[0][:3])
     model.predict(*(t.float() for t in data[0][:3]))  # warm-up
 
-    results = {name: score(fn) for name, fn in methods.items()}
+    results = {name: score_tasks(fn, data) for name, fn in methods.items()}
     oracle_nll = results["oracle"][0]
     rows = []
     for name, (nll, seconds, extras) in results.items():
@@ -111,7 +99,7 @@ def cell_rows(model, prior: GPHyperPrior, nuts: dict, d: int, n: int, num_datase
             "seconds_per_task": seconds,
         }
         if name == "pfn":
-            row["datasets_per_s_batched"] = num_datasets / _batched_seconds(model, x, y, n)
+            row["datasets_per_s_batched"] = num_datasets / pfn_batched_seconds(model, x, y, n)
         if name.startswith("nuts"):
             row["divergences"] = int(sum(e["num_divergences"] for e in extras))
             row["max_split_r_hat"] = float(max(e["max_split_r_hat"] for e in extras))
@@ -128,18 +116,6 @@ class _Oracle:
 
     def log_prob(self, y_test):
         return self.gp.log_prob(*self.data, y_test).numpy()
-
-
-def _batched_seconds(model, x: torch.Tensor, y: torch.Tensor, n: int) -> float:
-    """Best of three: the PFN predicting every dataset of a cell in one call."""
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        model.predict(x[:, :n].float(), y[:, :n].float(), x[:, n:].float()).log_prob(
-            y[:, n:].float()
-        )
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def summarise(rows: list[dict]) -> dict:
