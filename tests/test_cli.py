@@ -80,8 +80,8 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
 def test_bench_quick_smoke(bench, tmp_path):
     if bench == "train-speed":
         pytest.importorskip("pfns", reason="train-speed compares against pfns ([bench] extra)")
-    if bench == "gp-hyper":
-        pytest.importorskip("numpyro", reason="gp-hyper runs NUTS with numpyro ([bench] extra)")
+    if bench in ("bnn", "gp-hyper"):
+        pytest.importorskip("numpyro", reason=f"{bench} runs NUTS with numpyro ([bench] extra)")
     data = Path(__file__).parents[2] / "shared" / "data"  # real data, outside the repository
     if bench == "regression" and not (data / "regression").is_dir():
         pytest.skip(f"bench regression needs the real datasets in {data}")

@@ -80,7 +80,8 @@ class JittedNUTS(CompiledPerShape):
     ``run_seconds``, ``compile_seconds`` (of this call, 0 when cached), ``num_divergences``
     (after warm-up), ``min_ess`` and ``max_split_r_hat`` (over every sampled scalar, all draws)
     and ``max_split_r_hat_mean`` (over the predictive means at the test points, kept draws;
-    unlike the parameters' R-hat it ignores label switching, NaN with fewer than 4 draws).
+    unlike the parameters' R-hat it ignores label switching, NaN with fewer than 4 draws). A
+    parameter that never moves (a stuck chain) makes ``min_ess`` and the R-hats NaN.
 
     Needs ``jax`` and ``numpyro`` (checked when constructed); switches JAX to float64 for the
     whole process (``jax_enable_x64``).
@@ -111,12 +112,16 @@ class JittedNUTS(CompiledPerShape):
     ) -> GaussianMixturePredictive:
         """``x_train [n, d]``, ``y_train [n]``, ``x_test [m, d]`` -> predictive with S <=
         ``max_components`` components; same ``seed``, same result."""
-        from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-
         (mean, var, kept, sampled, diverging), timing = self._run(x_train, y_train, x_test, seed)
         scalars = np.concatenate([v.reshape(self.num_samples, -1) for v in sampled.values()], 1)
-        info = {
-            **timing,
+        with np.errstate(divide="ignore", invalid="ignore"):  # a stuck chain gives NaN
+            info = self._diagnostics(scalars, mean, diverging)
+        return GaussianMixturePredictive(mean, var, hyperparameters=kept, info={**timing, **info})
+
+    def _diagnostics(self, scalars: np.ndarray, mean: np.ndarray, diverging: np.ndarray) -> dict:
+        from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+        return {
             "num_warmup": self.num_warmup,
             "num_samples": self.num_samples,
             "num_divergences": int(diverging.sum()),
@@ -126,7 +131,6 @@ class JittedNUTS(CompiledPerShape):
                 float(split_gelman_rubin(mean[None]).max()) if len(mean) >= 4 else float("nan")
             ),
         }
-        return GaussianMixturePredictive(mean, var, hyperparameters=kept, info=info)
 
     def _compute(self, key, x, y, xs):
         jax, _, _ = import_jax()

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 BENCHES = {
+    "bnn": "priorfit.bench.bnn",
     "gp": "priorfit.bench.gp",
     "gp-hyper": "priorfit.bench.gp_hyper",
     "regression": "priorfit.bench.regression",
