@@ -387,9 +387,22 @@ def test_borders_from_samples_equal_mass():
     borders = borders_from_samples(y, k)
     assert borders.shape == (k + 1,) and borders.dtype == torch.float32
     assert torch.all(borders.diff() > 0)
-    assert borders[0] == y.min() and borders[-1] == y.max()
     counts = torch.bincount(torch.bucketize(y, borders[1:-1], right=True), minlength=k)
     np.testing.assert_allclose(counts.numpy() / y.numel(), 1 / k, atol=2e-4)
+    # the tails are calibrated: as the half-normal tails of equal bucket probabilities, the
+    # samples put half of each tail bucket's mass beyond its outer border
+    beyond = torch.stack([(y < borders[0]).double().mean(), (y > borders[-1]).double().mean()])
+    np.testing.assert_allclose(beyond.numpy(), 0.5 / k, atol=2e-4)
+    tails = RiemannDistribution(borders.double(), torch.zeros(k, dtype=F64))
+    expected = torch.stack([tails.cdf(borders[0].double()), 1 - tails.cdf(borders[-1].double())])
+    np.testing.assert_allclose(expected.numpy(), 0.5 / k, rtol=1e-6)
+
+
+def test_borders_from_samples_ignore_single_outliers():
+    torch.manual_seed(3)
+    y = torch.cat([torch.randn(100_000), torch.tensor([-900.0, 130.0])])
+    borders = borders_from_samples(y, 1000)
+    assert -4 < borders[0] < -3 and 3 < borders[-1] < 4
 
 
 @pytest.mark.parametrize(
@@ -405,7 +418,8 @@ def test_borders_from_samples_equal_mass():
 def test_borders_from_samples_ties(y):
     borders = borders_from_samples(y, 100)
     assert borders.shape == (101,) and torch.all(borders.diff() > 0)
-    assert borders[0] <= y.min() and borders[-1] >= y.max()
+    low, high = torch.quantile(y.flatten(), torch.tensor([0.5 / 100, 1 - 0.5 / 100]))
+    assert borders[0] <= low and borders[-1] >= high  # point masses and tails stay covered
     RiemannDistribution(borders, torch.zeros(100))  # usable
 
 

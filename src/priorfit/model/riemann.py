@@ -291,8 +291,13 @@ def borders_from_samples(y: Tensor, num_buckets: int) -> Tensor:
     """Equal-mass bucket borders ``[num_buckets + 1]`` (float32, on ``y``'s device).
 
     ``y`` (any shape, flattened) are samples of the prior's targets; NaN or inf raise ValueError.
-    Borders start at the empirical quantiles ``j / num_buckets`` (linear interpolation of the
-    sorted samples; the outer borders are the min and max). Ties (discrete targets, point
+    Inner borders start at the empirical quantiles ``j / K`` (linear interpolation of the sorted
+    samples), the outer ones at the quantiles ``1 / (2K)`` and ``1 - 1 / (2K)``: each tail bucket
+    holds ``1 / K`` of the samples and its half-normal puts half of that beyond its outer border,
+    so the tails are calibrated to the samples' own. (The sample min and max instead would make
+    the tail scale follow single outliers: on heavy-tailed targets a tail bucket then spans
+    hundreds of standard deviations, and a little mass on it swamps the predictive mean.) Ties
+    (discrete targets, point
     masses) make quantiles coincide; the duplicates are dropped and the freed borders re-spent
     by repeatedly splitting the gap whose pieces are currently widest into equal pieces, so
     the result is always strictly increasing. If all samples are equal to ``v``, the range is
@@ -307,7 +312,9 @@ def borders_from_samples(y: Tensor, num_buckets: int) -> Tensor:
     if not bool(torch.isfinite(y).all()):
         raise ValueError("y contains NaN or inf")
     s, n = y.sort().values, y.numel()
-    pos = torch.linspace(0, n - 1, num_buckets + 1, dtype=torch.float64)
+    levels = torch.linspace(0, 1, num_buckets + 1, dtype=torch.float64)
+    levels[0], levels[-1] = 0.5 / num_buckets, 1 - 0.5 / num_buckets
+    pos = levels * (n - 1)
     lo = pos.floor().long().clamp(max=n - 1)
     hi = (lo + 1).clamp(max=n - 1)
     q = s[lo] + (s[hi] - s[lo]) * (pos - lo)
