@@ -54,6 +54,16 @@ def test_resume_continues_exactly(tmp_path):
     pairs = zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True)
     for (name, a), b in pairs:
         torch.testing.assert_close(a, b, msg=name)
+    # the resumed run's metrics log lists every step once, as the uninterrupted run's does
+    assert metric_steps(tmp_path / "b") == metric_steps(tmp_path / "a")
+    # a fresh run into the same directory starts a new log
+    pf.train(PRIOR, tiny_train(tmp_path / "b", steps=2), TINY_MODEL, progress=False)
+    assert metric_steps(tmp_path / "b") == [(1, "loss"), (2, "loss"), (2, "val")]
+
+
+def metric_steps(path: Path) -> list[tuple[int, str]]:
+    lines = (path / "run" / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], "loss" if "loss" in r else "val") for r in map(json.loads, lines)]
 
 
 def test_resume_refuses_a_different_prior(tmp_path):

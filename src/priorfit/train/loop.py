@@ -95,7 +95,7 @@ def train(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext()
     is_main = rank == 0
     val_data = validation_batches(prior, train_config) if is_main else []
-    metrics_log = _MetricsLog(out_dir / METRICS) if is_main else None
+    metrics_log = _MetricsLog(out_dir / METRICS, step) if is_main else None
     datasets_per_step = train_config.batch_size * train_config.accumulation * world_size
 
     def save_checkpoint() -> None:
@@ -292,11 +292,17 @@ def _load_checkpoint(path, model, optimizer, scheduler, prior_config, model_conf
 
 
 class _MetricsLog:
-    """Appends one JSON object per line to ``path``."""
+    """Appends one JSON object per line to ``path``, which starts with the records of an earlier
+    run up to ``step`` (the step a resumed run continues from; 0 for a fresh run): a resumed run
+    does not repeat the records it rewrites, and a fresh one starts an empty log."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, step: int):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= step and step > 0]
+            path.write_text("".join(f"{line}\n" for line in kept))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
