@@ -297,11 +297,10 @@ def borders_from_samples(y: Tensor, num_buckets: int) -> Tensor:
     so the tails are calibrated to the samples' own. (The sample min and max instead would make
     the tail scale follow single outliers: on heavy-tailed targets a tail bucket then spans
     hundreds of standard deviations, and a little mass on it swamps the predictive mean.) Ties
-    (discrete targets, point
-    masses) make quantiles coincide; the duplicates are dropped and the freed borders re-spent
-    by repeatedly splitting the gap whose pieces are currently widest into equal pieces, so
-    the result is always strictly increasing. If all samples are equal to ``v``, the range is
-    ``v ± max(0.5, 1e-3 |v|)``.
+    (discrete targets, point masses) make quantiles coincide; the duplicates are dropped and
+    the freed borders re-spent by repeatedly splitting the gap whose pieces are currently
+    widest into equal pieces, so the result is always strictly increasing. If all samples are
+    equal to ``v``, the range is ``v ± max(0.5, 1e-3 |v|)``.
     """
     if num_buckets < 2:
         raise ValueError(f"num_buckets must be >= 2; got {num_buckets}")

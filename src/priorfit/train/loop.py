@@ -300,10 +300,17 @@ class _MetricsLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         if path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= step and step > 0]
-            path.write_text("".join(f"{line}\n" for line in kept))
+            kept = [line for line in path.read_text().splitlines() if _step_of(line) <= step]
+            path.write_text("".join(f"{line}\n" for line in kept) if step > 0 else "")
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def _step_of(line: str) -> float:
+    """The step of a metrics record; infinite for a line a killed run left half-written."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
