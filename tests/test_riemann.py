@@ -449,3 +449,17 @@ def test_bad_input():
         d.log_prob(torch.zeros(4))
     with pytest.raises(ValueError):
         d.icdf(torch.tensor(1.5))
+
+
+def test_checks_do_not_depend_on_torchs_global_default():
+    """torch.compile switches torch.distributions' default validation off process-wide."""
+    default = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        with pytest.raises(ValueError, match="increasing"):
+            RiemannDistribution(torch.tensor([0.0, 1.0, 1.0, 2.0]), torch.zeros(3))
+        d = RiemannDistribution(torch.linspace(0, 1, 6), torch.zeros(5))
+        with pytest.raises(ValueError):
+            d.log_prob(torch.tensor(float("nan")))
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(default)

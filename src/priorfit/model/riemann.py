@@ -75,6 +75,8 @@ class RiemannDistribution(Distribution):
             broadcast against the logits' batch dims; use them to return predictions in user
             units (``loc + scale * borders``), which includes the Jacobian in densities.
         logits: ``[..., K]`` unnormalised bucket log-probabilities, ``K >= 2``.
+        validate_args: check borders, logits and values (``None`` means ``True``, whatever
+            torch's process-wide default is); internal callers pass ``False`` for speed.
 
     ``batch_shape`` is the broadcast of the leading dims of both, ``event_shape`` is ``()``.
     Values passed to :meth:`log_prob`, :meth:`cdf`, :meth:`icdf`, :meth:`ei` and :meth:`pi`
@@ -108,6 +110,8 @@ class RiemannDistribution(Distribution):
         self.logits = logits.to(dtype)
         self.borders = borders.to(device=logits.device, dtype=dtype)
         self.num_buckets = k
+        if validate_args is None:
+            validate_args = True
         if logits.numel() == 0:  # torch's constraint checks cannot reshape an empty batch
             validate_args = False
         super().__init__(batch_shape, validate_args=validate_args)
