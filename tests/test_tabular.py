@@ -1,5 +1,7 @@
 """PFNRegressor: the scikit-learn estimator on a regression PFN."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -34,7 +36,7 @@ def data(n=8, m=5, features=2, seed=0):
 
 def test_matches_the_model_on_data_it_takes(model_path):
     X, y, Xs, ys = data()
-    reg = pf.PFNRegressor(model_path).fit(X, y)
+    reg = pf.PFNRegressor(model_path, ensemble_size=1).fit(X, y)
     direct = pf.load(model_path).predict(X, y, Xs)
     mean, std = reg.predict(Xs, return_std=True)
     assert mean.shape == std.shape == (5,) and isinstance(mean, np.ndarray)
@@ -68,6 +70,27 @@ def test_quantiles_are_ordered_and_consistent_with_the_distribution(model_path):
     np.testing.assert_allclose(cdf, 0.9, atol=1e-6)
     with pytest.raises(ValueError, match="q must be"):
         reg.predict_quantiles(Xs, [0.5, 1.0])
+
+
+def test_the_ensemble_mixes_every_feature_order_and_ignores_the_column_order(tmp_path):
+    path = tiny_model(tmp_path / "three.safetensors", num_features=3)
+    X, y, Xs, ys = data(features=3)
+    reg = pf.PFNRegressor(path, ensemble_size=6).fit(X, y)
+    assert sorted(tuple(f) for _, f in reg.members_) == sorted(itertools.permutations(range(3)))
+    model = pf.load(path)
+    mixture = torch.stack([model.predict(X[:, f], y, Xs[:, f]).probs for _, f in reg.members_])
+    torch.testing.assert_close(
+        reg.predict_dist(Xs).probs, mixture.mean(0).double(), rtol=1e-4, atol=1e-6
+    )
+    columns = [2, 0, 1]
+    shuffled = pf.PFNRegressor(path, ensemble_size=6).fit(X[:, columns], y)
+    np.testing.assert_allclose(shuffled.predict(Xs[:, columns]), reg.predict(Xs), rtol=1e-10)
+    assert shuffled.log_likelihood(Xs[:, columns], ys) == pytest.approx(
+        reg.log_likelihood(Xs, ys), rel=1e-10
+    )
+    few = pf.PFNRegressor(path, ensemble_size=4).fit(X, y)
+    orders = [tuple(f) for _, f in few.members_]
+    assert len(orders) == 4 and orders[0] == (0, 1, 2)
 
 
 def test_more_features_than_the_model_takes_ensembles_feature_subsets(model_path):
@@ -161,3 +184,21 @@ def test_the_shipped_regressor_passes_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
 
     check_estimator(pf.PFNRegressor())  # raises on the first failing check
+
+
+@pytest.mark.slow
+def test_the_feature_order_ensemble_lowers_the_nll_on_held_out_prior_data():
+    """gp-hyper's prior is symmetric in the features; mixing over orders should help."""
+    model = pf.load("gp-hyper")
+    prior = pf.priors.prior_from_config(model.card["prior"])
+    prior.min_features = 4  # every dataset has several features to order
+    batch = prior.sample(16, 150, generator=torch.Generator().manual_seed(5))
+    x, y = batch.x.double().numpy(), batch.y.double().numpy()
+
+    def log_likelihood(i, ensemble_size):
+        reg = pf.PFNRegressor(model, ensemble_size=ensemble_size).fit(x[i, :50], y[i, :50])
+        return reg.log_likelihood(x[i, 50:], y[i, 50:])
+
+    gain = [log_likelihood(i, 8) - log_likelihood(i, 1) for i in range(16)]
+    print(f"mean gain {np.mean(gain):.4f} ± {np.std(gain) / 4:.4f} nats")
+    assert np.mean(gain) > 0.01, gain
