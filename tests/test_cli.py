@@ -20,6 +20,31 @@ def test_models_lists_the_shipped_models_one_per_config(capsys):
         assert name in out
 
 
+RUN_CONTROL = {"out_dir", "time_limit_s", "num_workers", "compile", "device", "log_every",
+               "val_every", "checkpoint_every"}  # where and how a run is driven, not its result
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_each_shipped_model_is_what_its_config_trains(name):
+    import dataclasses
+
+    from priorfit import load
+    from priorfit.priors import prior_from_config, prior_to_config
+    from priorfit.train.config import load_config
+
+    prior, model_config, train_config = load_config(
+        Path(__file__).parents[1] / "configs" / f"{name}.toml"
+    )
+    card = load(name).card
+    assert prior_to_config(prior_from_config(card["prior"])) == prior_to_config(prior)
+    assert card["model"] == dataclasses.asdict(model_config)
+    assert card["steps"] == train_config.steps  # trained to the end, not stopped by a limit
+    expected = dataclasses.asdict(train_config)
+    for key, value in card["train"].items():
+        if key not in RUN_CONTROL:
+            assert value == expected[key], key
+
+
 def test_demo_prints_pfn_next_to_exact_gp(tmp_path, capsys):
     from priorfit.demo import run_demo
 
