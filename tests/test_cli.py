@@ -1,14 +1,17 @@
 """The command line, the demo (main job) and the benchmark smoke tests (--quick)."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from priorfit import zoo
+from priorfit import load, zoo
 from priorfit.bench import BENCHES
 from priorfit.cli import main
+from priorfit.priors import prior_from_config, prior_to_config
+from priorfit.train.config import load_config
 
 
 def test_models_lists_the_shipped_models_one_per_config(capsys):
@@ -26,12 +29,6 @@ RUN_CONTROL = {"out_dir", "time_limit_s", "num_workers", "compile", "device", "l
 
 @pytest.mark.parametrize("name", zoo.names())
 def test_each_shipped_model_is_what_its_config_trains(name):
-    import dataclasses
-
-    from priorfit import load
-    from priorfit.priors import prior_from_config, prior_to_config
-    from priorfit.train.config import load_config
-
     prior, model_config, train_config = load_config(
         Path(__file__).parents[1] / "configs" / f"{name}.toml"
     )

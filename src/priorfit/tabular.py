@@ -2,7 +2,7 @@
 
 :class:`PFNRegressor` turns a regression PFN (by default ``gp-hyper``, a GP with hyperpriors
 built for real data) into an estimator with calibrated uncertainty: ``fit`` only stores the
-data, ``predict`` runs one forward pass that conditions on it.
+data, ``predict`` runs forward passes that condition on it (one per ensemble member).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from priorfit.transforms import fit_transform
 
 
 class PFNRegressor(RegressorMixin, BaseEstimator):
-    """Bayesian regression in one forward pass of a PFN.
+    """Bayesian regression in forward passes of a PFN (no fitting of hyperparameters).
 
     The posterior predictive is the PFN's Riemann distribution, in the units of ``y``: the model's
     input and target transforms (``unit_cube`` and ``standardize`` for ``gp-hyper``) are fitted

@@ -110,10 +110,9 @@ class RiemannDistribution(Distribution):
         self.logits = logits.to(dtype)
         self.borders = borders.to(device=logits.device, dtype=dtype)
         self.num_buckets = k
-        if validate_args is None:
-            validate_args = True
-        if logits.numel() == 0:  # torch's constraint checks cannot reshape an empty batch
-            validate_args = False
+        # None means True (not torch's global default); torch's constraint checks cannot
+        # reshape an empty batch
+        validate_args = validate_args is not False and logits.numel() > 0
         super().__init__(batch_shape, validate_args=validate_args)
         if self._validate_args and not bool((self.borders.diff(dim=-1) > 0).all()):
             raise ValueError("borders must be strictly increasing along the last dim")

@@ -300,8 +300,8 @@ class _MetricsLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         if path.exists():
-            kept = [line for line in path.read_text().splitlines() if _step_of(line) <= step]
-            path.write_text("".join(f"{line}\n" for line in kept) if step > 0 else "")
+            lines = path.read_text().splitlines() if step > 0 else []
+            path.write_text("".join(f"{line}\n" for line in lines if _step_of(line) <= step))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
