@@ -3,13 +3,14 @@
 import pytest
 import torch
 
-from priorfit.model.transformer import PFN, ModelConfig
+from priorfit.model import PFN, ModelConfig, build_model
+from priorfit.model.attention import FeedForward
 
 
 @pytest.fixture
 def model() -> PFN:
     torch.manual_seed(0)
-    return PFN(ModelConfig(num_features=3, num_outputs=20, d_model=32, num_heads=4,
+    return build_model(ModelConfig(num_features=3, num_outputs=20, d_model=32, num_heads=4,
                            num_layers=3, d_ff=64)).eval()
 
 
@@ -27,9 +28,9 @@ def reference_forward(model: PFN, x_train, y_train, x_test):
     allowed[:, :n] = True
     allowed[n:, n:] = torch.eye(m, dtype=torch.bool)
     for block in model.blocks:
-        q, k, v = block.attn._split(block.norm_attn(h))
+        q, k, v = block.attn.split(block.norm_attn(h))
         attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-        h = block._feed_forward(h + block.attn._merge(attended))
+        h = FeedForward.forward(block, h + block.attn.merge(attended))
     return model.decoder(model.norm(h[:, n:]))
 
 
@@ -104,7 +105,8 @@ def test_datasets_in_a_batch_are_independent(model):
     ("kwargs", "match"),
     [
         ({"d_model": 30, "num_heads": 4}, "divisible"),
-        ({"task": "ranking"}, "task"),
+        ({"head": "ranking"}, "head must be one of"),
+        ({"arch": "graph"}, "arch must be one of"),
         ({"num_layers": 0}, "num_layers"),
         ({"num_outputs": 1}, "num_outputs"),
         ({"dropout": 1.5}, "dropout"),
@@ -113,3 +115,27 @@ def test_datasets_in_a_batch_are_independent(model):
 def test_bad_model_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig(**kwargs)
+
+
+def test_padded_batch_equals_each_dataset_alone(model):
+    """A key-padding mask lets datasets with different numbers of training points share one
+    forward pass, in the joint (training) and in the cached (prediction) path."""
+    x_train, y_train, x_test = data(batch=3, n=7)
+    sizes = torch.tensor([7, 2, 0])
+    mask = torch.arange(7) < sizes[:, None]
+    garbage_x = x_train.masked_fill(~mask[..., None], 1e3)
+    garbage_y = y_train.masked_fill(~mask, -1e3)
+    joint = model(garbage_x, garbage_y, x_test, mask)
+    cached = model.predict_logits(model.condition(garbage_x, garbage_y, mask), x_test)
+    for b, size in enumerate(sizes.tolist()):
+        alone = model(x_train[b : b + 1, :size], y_train[b : b + 1, :size], x_test[b : b + 1])
+        torch.testing.assert_close(joint[b : b + 1], alone, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(cached[b : b + 1], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_gets_no_gradient(model):
+    x_train, y_train, x_test = data(batch=2, n=5)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    x_train.requires_grad_(True)
+    model(x_train, y_train, x_test, mask).sum().backward()
+    assert (x_train.grad[1, 2:] == 0).all() and (x_train.grad[1, :2] != 0).any()

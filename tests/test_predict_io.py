@@ -3,14 +3,16 @@
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import priorfit as pf
-from priorfit.model.transformer import PFN, ModelConfig
+from priorfit import zoo
+from priorfit.model import PFN, ModelConfig, build_model
 from priorfit.transforms import fit_transform
 
 
@@ -18,7 +20,8 @@ def make_model(**overrides) -> PFN:
     torch.manual_seed(0)
     config = ModelConfig(num_features=2, num_outputs=16, d_model=16, num_heads=2, num_layers=2,
                          d_ff=32, **overrides)
-    model = PFN(config, torch.linspace(-2, 2, 17)).eval()
+    model = build_model(config).eval()
+    model.head.borders.copy_(torch.linspace(-2, 2, 17))
     model.card = {"prior": {"class": "GP"}, "note": "test"}
     return model
 
@@ -123,12 +126,10 @@ def test_save_load_round_trip(model, tmp_path):
 
 
 def test_half_precision_save(model, tmp_path):
-    from priorfit.io import save
-
-    save(model, tmp_path / "h.safetensors", half=True)
+    model.save(tmp_path / "h.safetensors", half=True)
     loaded = pf.load(tmp_path / "h.safetensors")
-    assert loaded.borders.dtype == torch.float32
-    torch.testing.assert_close(loaded.borders, model.borders)
+    assert loaded.head.borders.dtype == torch.float32
+    torch.testing.assert_close(loaded.head.borders, model.head.borders)
     x_train, y_train, x_test = dataset()
     torch.testing.assert_close(loaded.predict(x_train, y_train, x_test).mean,
                                model.predict(x_train, y_train, x_test).mean, rtol=0, atol=2e-2)
@@ -180,3 +181,113 @@ def test_card_must_match_weights(model, tmp_path):
     save_file(tensors, tmp_path / "odd.safetensors", {**metadata, "card": json.dumps(card)})
     with pytest.raises(ValueError, match="unknown key 'colour' in \\[model card\\]"):
         pf.load(tmp_path / "odd.safetensors")
+
+
+REFERENCE = Path(__file__).parent / "data" / "shipped_outputs.safetensors"
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_shipped_models_predict_exactly_as_before(name):
+    """Logits of every shipped model on fixed inputs, stored by the code before architectures
+    and heads became pluggable (one thread, float32): the files load and predict the same."""
+    reference = load_file(REFERENCE)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the stored outputs were computed on one thread
+    try:
+        model = pf.load(name)
+        for n in (0, 7):
+            key = f"{name}/n{n}/"
+            post = model.predict(reference[key + "x_train"], reference[key + "y_train"],
+                                 reference[key + "x_test"])
+            torch.testing.assert_close(post.logits, reference[key + "logits"], rtol=0, atol=1e-6)
+            torch.testing.assert_close(post.mean, reference[key + "mean"], rtol=0, atol=1e-6)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_card_of_an_unknown_architecture_or_task_is_refused(model, tmp_path):
+    from safetensors import safe_open
+
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    card = json.loads(metadata["card"])
+    for edit, match in (({"arch": "graph"}, r"arch 'graph' is not an architecture.*'cells'"),
+                        ({"task": "ranking"}, r"task must be one of"),
+                        ({"head": "ranking"}, r"head must be one of")):
+        odd = {**card, "model": {**card["model"], **edit}}
+        save_file(tensors, tmp_path / "odd.safetensors", {**metadata, "card": json.dumps(odd)})
+        with pytest.raises(ValueError, match=match):
+            pf.load(tmp_path / "odd.safetensors")
+
+
+def test_files_written_before_heads_still_load(model, tmp_path):
+    """Old files name the task instead of the head and store the borders at the top level."""
+    state = model.state_dict()
+    tensors = {("borders" if k == "head.borders" else k): v for k, v in state.items()}
+    card = {**model.card, "model": {k: v for k, v in vars(model.config).items()
+                                    if k not in ("arch", "head", "bounds", "features_per_group",
+                                                 "thinking_rows")} | {"task": "regression"}}
+    metadata = {"format": "priorfit-pfn", "format_version": "1", "card": json.dumps(card)}
+    save_file(tensors, tmp_path / "old.safetensors", metadata)
+    loaded = pf.load(tmp_path / "old.safetensors")
+    assert loaded.config == model.config
+    x_train, y_train, x_test = dataset()
+    torch.testing.assert_close(loaded.predict(x_train, y_train, x_test).logits,
+                               model.predict(x_train, y_train, x_test).logits)
+
+
+def test_batched_datasets_of_different_sizes_equal_each_alone(model):
+    x_train, y_train, x_test = dataset(n=6, m=3)
+    xs = np.stack([x_train, x_train * 0.5])
+    ys = np.stack([y_train, y_train + 1])
+    mask = np.array([[True] * 6, [True] * 4 + [False] * 2])
+    ys[1, 4:] = np.nan  # padding may hold anything
+    batched = model.predict(xs, ys, np.stack([x_test, x_test]), train_mask=mask)
+    for b, size in enumerate((6, 4)):
+        alone = model.predict(xs[b, :size], ys[b, :size], x_test)
+        torch.testing.assert_close(batched.mean[b], alone.mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(batched.logits[b], alone.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_train_masks_are_named(model):
+    x_train, y_train, x_test = dataset()
+    with pytest.raises(TypeError, match="train_mask must be booleans"):
+        model.predict(x_train, y_train, x_test, train_mask=np.ones(6))
+    with pytest.raises(ValueError, match="train_mask must have the shape of y_train"):
+        model.predict(x_train, y_train, x_test, train_mask=np.ones(5, dtype=bool))
+    y_bad = y_train.copy()
+    y_bad[0] = np.nan
+    with pytest.raises(ValueError, match="y_train contains 1 NaN"):
+        model.predict(x_train, y_bad, x_test, train_mask=np.ones(6, dtype=bool))
+
+
+def test_differentiable_prediction_conditions_once():
+    model = make_model(y_transform="standardize", x_transform="unit_cube")
+    x_train, y_train, _ = dataset()
+    conditioned = model.condition_on(x_train, y_train)
+    x = torch.tensor([[0.3, 0.6], [0.9, 0.1]], dtype=torch.float32, requires_grad=True)
+    value = conditioned.distribution(x).log_ei(torch.tensor(0.5)).sum()
+    (grad,) = torch.autograd.grad(value, x)
+    assert torch.isfinite(grad).all() and (grad != 0).any()
+    eps = 1e-2
+    for i, j in ((0, 0), (1, 1)):
+        step = torch.zeros_like(x)
+        step[i, j] = eps
+        with torch.no_grad():
+            up = conditioned.distribution(x + step).log_ei(torch.tensor(0.5)).sum()
+            down = conditioned.distribution(x - step).log_ei(torch.tensor(0.5)).sum()
+        torch.testing.assert_close(grad[i, j], (up - down) / (2 * eps), rtol=5e-2, atol=1e-3)
+    reference = model.predict(x_train, y_train, x.detach())
+    torch.testing.assert_close(conditioned.distribution(x).mean.detach(), reference.mean)
+
+
+def test_reduce_in_chunks_equals_the_full_distribution(model):
+    x_train, y_train, _ = dataset()
+    x_test = np.random.default_rng(2).random((37, 2))
+    conditioned = model.condition_on(x_train, y_train)
+    full = conditioned.distribution(x_test)
+    stds = conditioned.reduce(x_test, lambda d: d.stddev, chunk_size=5)
+    torch.testing.assert_close(stds.detach(), full.stddev.detach(), rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import priorfit as pf
-from priorfit.model.transformer import PFN, ModelConfig
+from priorfit.model import ModelConfig, build_model
 
 
 def tiny_model(path, num_features=2, max_train=10):
@@ -16,7 +16,7 @@ def tiny_model(path, num_features=2, max_train=10):
     config = ModelConfig(num_features=num_features, num_outputs=32, d_model=16, num_heads=2,
                          num_layers=2, d_ff=32, x_transform="unit_cube",
                          y_transform="standardize")
-    model = PFN(config, torch.linspace(-3, 3, 33)).eval()
+    model = build_model(config).eval()  # borders linspace(-3, 3, 33)
     model.card = {"prior": {"class": "GPHyperPrior"}, "train": {"max_train": max_train}}
     model.save(path)
     return str(path)
@@ -171,9 +171,9 @@ def test_bad_settings_and_models_are_named(model_path):
     with pytest.raises(ValueError, match="shipped models"):
         pf.PFNRegressor("no-such-model").fit(X, y)
     config = ModelConfig(num_features=2, num_outputs=3, d_model=16, num_heads=2, num_layers=1,
-                         d_ff=32, task="classification")
-    with pytest.raises(ValueError, match="regression PFN"):
-        pf.PFNRegressor(PFN(config)).fit(X, y)
+                         d_ff=32, head="classes")
+    with pytest.raises(ValueError, match="Riemann head"):
+        pf.PFNRegressor(build_model(config)).fit(X, y)
     reg = pf.PFNRegressor(model_path).fit(X, y)
     with pytest.raises(ValueError, match="3 features"):
         reg.predict(np.zeros((2, 3)))

@@ -5,8 +5,7 @@ the posterior predictive distribution of new data in one forward pass.
 """
 
 from priorfit import priors
-from priorfit.io import load
-from priorfit.model import PFN, ModelConfig, RiemannDistribution
+from priorfit.model import PFN, ModelConfig, RiemannDistribution, load
 from priorfit.predict import predict
 from priorfit.train import TrainConfig, load_config, train
 

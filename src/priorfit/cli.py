@@ -131,9 +131,8 @@ def _models(args) -> int:
 
 def _export(args) -> int:
     import priorfit as pf
-    from priorfit.io import save
 
-    save(pf.load(args.model), args.out, half=args.half)
+    pf.load(args.model).save(args.out, half=args.half)
     print(f"wrote {args.out}")
     return 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from priorfit.io import load
+from priorfit.model import load
 from priorfit.plots import plot_posterior_1d
 from priorfit.priors.base import prior_from_config
 

@@ -1,4 +1,7 @@
-"""Saving and loading PFNs: safetensors weights with a JSON model card in the header.
+"""The file format of PFNs: safetensors tensors with a JSON model card in the header.
+
+This module only maps tensors and a card to and from a file (and writes atomically); building a
+model from them is :func:`priorfit.model.load`.
 
 Only safetensors files written by priorfit are accepted. A pickle, a truncated file or a
 safetensors file from another library is refused with a ``ValueError``; nothing is executed.
@@ -14,10 +17,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-
-from priorfit import zoo
-from priorfit.model.transformer import PFN, ModelConfig
-from priorfit.schema import dataclass_from_dict
+from torch import Tensor
 
 FORMAT = "priorfit-pfn"
 FORMAT_VERSION = 1
@@ -44,31 +44,16 @@ def _umask() -> int:
     return mask
 
 
-def save(model: PFN, path: str | os.PathLike, *, half: bool = False) -> None:
-    """Write ``model``'s weights and card to ``path`` (``half``: store weights as float16)."""
-    card = {**model.card, "model": vars(model.config).copy()}
-    tensors = {
-        name: (t.half() if half and t.is_floating_point() and name != "borders" else t)
-        .detach()
-        .cpu()
-        .contiguous()
-        for name, t in model.state_dict().items()
-    }
+def write(path: str | os.PathLike, tensors: dict[str, Tensor], card: dict) -> None:
+    """Write ``tensors`` and the JSON ``card`` to ``path`` atomically."""
+    tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "card": json.dumps(card)}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> PFN:
-    """Load a PFN from a file written by :func:`save`, or by name from the shipped zoo."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        if str(name_or_path) in zoo.names():
-            path = zoo.path(str(name_or_path))
-        else:
-            raise ValueError(
-                f"{str(name_or_path)!r} is neither a file nor a shipped model; "
-                f"shipped models: {', '.join(zoo.names()) or 'none'}"
-            )
+def read(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """``(tensors, card)`` of a file written by :func:`write`; ``ValueError`` for anything else."""
+    path = Path(path)
     metadata = _read_metadata(path)
     try:
         tensors = load_file(path, device=str(device))
@@ -76,18 +61,11 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
         raise ValueError(f"{path} is corrupted or truncated: {error}") from None
     try:
         card = json.loads(metadata["card"])
-        config = dataclass_from_dict(ModelConfig, card["model"], "model card")
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{path} has an unreadable model card: {error}") from None
-    model = PFN(config, borders=tensors.get("borders"))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path} does not match its model card: missing {missing}, unexpected {unexpected}"
-        )
-    model.card = card
-    return model.to(device).eval()
+    if not isinstance(card, dict):
+        raise ValueError(f"{path} has an unreadable model card: not a JSON object")
+    return tensors, card
 
 
 def _read_metadata(path: Path) -> dict:

@@ -1,8 +1,9 @@
 """Prediction: validate user data, condition once, predict test points in chunks.
 
-The training set is run through the network once (keys and values cached per layer); test
-points are then predicted ``chunk_size`` at a time, so memory stays bounded for any number of
-test points. Predictions come back in the user's units.
+The training set is run through the network once (:class:`Conditioned`: keys and values cached
+per layer); test points are then predicted ``chunk_size`` at a time, so memory stays bounded
+for any number of test points, and summaries (:meth:`Conditioned.reduce`) are taken chunk by
+chunk. Predictions come back in the user's units, through the model's head.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from priorfit.model.riemann import RiemannDistribution
-from priorfit.model.transformer import PFN
 from priorfit.transforms import fit_transform
 
 
-def as_float_tensor(name: str, value, device: torch.device) -> Tensor:
-    """Numbers (numpy, torch, nested lists) -> float32 tensor; clear errors for anything else."""
+def as_float_tensor(name: str, value, device: torch.device, dtype: torch.dtype = torch.float32,
+                    *, finite: bool = True, keep_grad: bool = False) -> Tensor:
+    """Numbers (numpy, torch, nested lists) -> a ``dtype`` tensor; clear errors for anything
+    else. ``finite`` rejects NaN and inf; ``keep_grad`` keeps a tensor's autograd history."""
     if isinstance(value, Tensor):
-        tensor = value.detach()
+        tensor = value if keep_grad else value.detach()
     else:
         array = np.asarray(value)
         if array.dtype.kind not in "biuf":
@@ -30,116 +31,196 @@ def as_float_tensor(name: str, value, device: torch.device) -> Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.is_complex():
         raise TypeError(f"{name} must be real numbers, got dtype {tensor.dtype}")
-    tensor = tensor.to(device=device, dtype=torch.float32)
-    if not torch.isfinite(tensor).all():
-        bad = int((~torch.isfinite(tensor)).sum())
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); remove or impute them")
+    tensor = tensor.to(device=device, dtype=dtype)
+    if finite:
+        check_finite_where(name, tensor, None)
     return tensor
 
 
-def check_dataset(
-    x_train: Tensor, y_train: Tensor, x_test: Tensor, max_features: int
-) -> tuple[Tensor, Tensor, Tensor, bool]:
-    """Check shapes; return batched ``[B, n, F]``, ``[B, n]``, ``[B, m, F]`` and whether the
-    input was batched."""
-    batched = x_train.dim() == 3
+def check_finite_where(name: str, tensor: Tensor, where: Tensor | None) -> None:
+    """``ValueError`` if ``tensor`` has NaN or inf (only where ``where`` is ``True``)."""
+    bad = ~torch.isfinite(tensor.detach())
+    if where is not None:
+        bad = bad & where
+    if bool(bad.any()):
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} NaN or infinite value(s); remove or impute them"
+        )
+
+
+def check_training_set(
+    x_train: Tensor, y_train: Tensor, max_features: int
+) -> tuple[Tensor, Tensor]:
+    """Check shapes; return batched ``x_train [B, n, F]`` and ``y_train [B, n]``."""
     if x_train.dim() not in (2, 3):
         raise ValueError(
             f"x_train must be [n, features] or batched [B, n, features], got shape "
             f"{tuple(x_train.shape)} (for one feature use x.reshape(-1, 1))"
         )
-    if x_test.dim() != x_train.dim():
-        raise ValueError(
-            f"x_test must have as many dimensions as x_train ({x_train.dim()}), got shape "
-            f"{tuple(x_test.shape)}"
-        )
+    batched = x_train.dim() == 3
     if y_train.dim() != x_train.dim() - 1:
         raise ValueError(
             f"y_train must be {'[B, n]' if batched else '[n]'} to match x_train "
             f"{tuple(x_train.shape)}, got shape {tuple(y_train.shape)}"
         )
     if not batched:
-        x_train, y_train, x_test = x_train[None], y_train[None], x_test[None]
+        x_train, y_train = x_train[None], y_train[None]
     if y_train.shape != x_train.shape[:2]:
         raise ValueError(
             f"x_train has {x_train.shape[1]} points but y_train has {y_train.shape[1]} "
             f"(shapes {tuple(x_train.shape)} and {tuple(y_train.shape)})"
-        )
-    if x_test.shape[0] != x_train.shape[0]:
-        raise ValueError(
-            f"x_test has {x_test.shape[0]} datasets but x_train has {x_train.shape[0]}"
-        )
-    if x_test.shape[2] != x_train.shape[2]:
-        raise ValueError(
-            f"x_test has {x_test.shape[2]} features but x_train has {x_train.shape[2]}"
         )
     num_features = x_train.shape[2]
     if not 1 <= num_features <= max_features:
         raise ValueError(
             f"x_train has {num_features} features; this model takes 1 to {max_features}"
         )
-    return x_train, y_train, x_test, batched
+    return x_train, y_train
+
+
+def check_mask(train_mask, y_train: Tensor, batched: bool) -> Tensor:
+    """``train_mask`` as a bool tensor ``[B, n]`` matching ``y_train [B, n]``."""
+    mask = torch.as_tensor(np.asarray(train_mask) if not isinstance(train_mask, Tensor)
+                           else train_mask.detach())
+    if mask.dtype != torch.bool:
+        raise TypeError(f"train_mask must be booleans (True = a real point), got {mask.dtype}")
+    mask = (mask if batched else mask[None]).to(y_train.device)
+    if mask.shape != y_train.shape:
+        raise ValueError(
+            f"train_mask must have the shape of y_train {tuple(y_train.shape[int(not batched):])}"
+            f", got {tuple(mask.shape[int(not batched):])}"
+        )
+    return mask
+
+
+def _dtype(model) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+class Conditioned:
+    """A PFN conditioned once on training data; test points are then predicted any number of
+    times, in chunks of bounded memory.
+
+    Args:
+        model: a :class:`~priorfit.model.pfn.PFN`.
+        x_train: ``[n, F]`` or batched ``[B, n, F]`` (numpy, torch or lists; ``n`` may be 0).
+        y_train: ``[n]`` or ``[B, n]``, in the user's units.
+        train_mask: optional ``[n]`` / ``[B, n]`` booleans, ``True`` for real training points:
+            datasets with different numbers of points share one batch, the rest is padding
+            (whose values are ignored, NaN included).
+
+    The training set is run through the network once, without gradients. Predictions
+    (:meth:`distribution`, :meth:`reduce`) keep gradients with respect to ``x_test`` when it is a
+    tensor that requires them, for acquisition functions in Bayesian optimisation.
+    """
+
+    def __init__(self, model, x_train, y_train, *, train_mask=None):
+        self.model = model
+        config = model.config
+        device, dtype = next(model.parameters()).device, _dtype(model)
+        x_train = as_float_tensor("x_train", x_train, device, dtype, finite=train_mask is None)
+        y_train = as_float_tensor("y_train", y_train, device, dtype, finite=train_mask is None)
+        self.batched = x_train.dim() == 3
+        x_train, y_train = check_training_set(x_train, y_train, config.num_features)
+        mask = None if train_mask is None else check_mask(train_mask, y_train, self.batched)
+        if mask is not None:
+            check_finite_where("x_train", x_train, mask[..., None])
+            check_finite_where("y_train", y_train, mask)
+            x_train = x_train.masked_fill(~mask[..., None], 0.0)
+            y_train = y_train.masked_fill(~mask, 0.0)
+        model.head.check_targets("y_train", y_train if mask is None else y_train[mask])
+        self.num_features = x_train.shape[2]
+        self.y_train, self.train_mask = y_train, mask
+        self.transform = fit_transform(config.x_transform, config.y_transform, x_train, y_train,
+                                       mask)
+        with torch.no_grad():
+            self.cache = model.condition(self.transform.x(x_train), self.transform.y(y_train),
+                                         mask)
+
+    def _test_inputs(self, x_test) -> Tensor:
+        """``x_test`` validated and batched, ``[B, m, F]``."""
+        device, dtype = self.y_train.device, self.y_train.dtype
+        x_test = as_float_tensor("x_test", x_test, device, dtype, keep_grad=True)
+        if x_test.dim() != (3 if self.batched else 2):
+            raise ValueError(
+                f"x_test must be {'[B, m, features]' if self.batched else '[m, features]'} like "
+                f"x_train, got shape {tuple(x_test.shape)}"
+            )
+        x_test = x_test if self.batched else x_test[None]
+        if x_test.shape[0] != self.y_train.shape[0]:
+            raise ValueError(
+                f"x_test has {x_test.shape[0]} datasets but x_train has {self.y_train.shape[0]}"
+            )
+        if x_test.shape[2] != self.num_features:
+            raise ValueError(
+                f"x_test has {x_test.shape[2]} features but x_train has {self.num_features}"
+            )
+        return x_test
+
+    def logits(self, x_test: Tensor) -> Tensor:
+        """Logits ``[B, m, K]`` of ``x_test [B, m, F]`` (batched, user units) in one pass."""
+        return self.model.predict_logits(self.cache, self.transform.x(x_test))
+
+    def _distribution(self, logits: Tensor) -> torch.distributions.Distribution:
+        if self.batched:
+            return self.model.head.distribution(logits, self.transform, self.y_train,
+                                                self.train_mask)
+        mask = None if self.train_mask is None else self.train_mask[0]
+        return self.model.head.distribution(logits[0], self.transform.unbatched(),
+                                            self.y_train[0], mask)
+
+    def distribution(self, x_test, *, chunk_size: int | None = None):
+        """The predictive at ``x_test`` (``[m, F]``, or ``[B, m, F]`` if batched) in user units,
+        batch shape ``[m]`` / ``[B, m]``; holds the logits of every test point."""
+        x_test = self._test_inputs(x_test)
+        size = _chunk_size(chunk_size, self.model)
+        logits = torch.cat([self.logits(x_test[:, part]) for part in chunks(x_test.shape[1], size)],
+                           dim=1)
+        return self._distribution(logits)
+
+    def reduce(self, x_test, fn, *, chunk_size: int | None = None) -> Tensor:
+        """``fn(predictive)`` chunk by chunk, concatenated along the last dim: memory stays flat in
+        the number of test points. ``fn`` maps a predictive with batch shape ``[c]`` / ``[B, c]``
+        to a tensor whose last dim is ``c`` (e.g. ``lambda d: d.mean``)."""
+        x_test = self._test_inputs(x_test)
+        size = _chunk_size(chunk_size, self.model)
+        return torch.cat(
+            [fn(self._distribution(self.logits(x_test[:, part])))
+             for part in chunks(x_test.shape[1], size)],
+            dim=-1,
+        )
+
+
+def chunks(m: int, size: int) -> list[slice]:
+    """Slices of ``range(m)`` of at most ``size`` (one empty slice when ``m = 0``)."""
+    return [slice(start, start + size) for start in range(0, max(m, 1), size)]
+
+
+def _chunk_size(chunk_size: int | None, model) -> int:
+    if chunk_size is None:
+        return model.default_chunk_size
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return chunk_size
 
 
 @torch.inference_mode()
-def predict(
-    model: PFN, x_train, y_train, x_test, *, chunk_size: int = 2048
-) -> torch.distributions.Distribution:
+def predict(model, x_train, y_train, x_test, *, chunk_size: int | None = None,
+            train_mask=None) -> torch.distributions.Distribution:
     """Posterior predictive of ``model`` at ``x_test`` given ``(x_train, y_train)``.
 
     Args:
         x_train: ``[n, F]`` or batched ``[B, n, F]`` (numpy, torch or lists; ``n`` may be 0).
         y_train: ``[n]`` or ``[B, n]``.
         x_test: ``[m, F]`` or ``[B, m, F]``.
-        chunk_size: test points per forward pass.
+        chunk_size: test points per forward pass (default: the architecture's).
+        train_mask: ``[n]`` / ``[B, n]`` booleans marking real training points (see
+            :class:`Conditioned`).
 
     Returns:
-        For regression a :class:`RiemannDistribution` with batch shape ``[m]`` (or ``[B, m]``)
-        in the user's units; for classification a ``Categorical`` over the classes.
+        The head's distribution with batch shape ``[m]`` (or ``[B, m]``) in the user's units: a
+        :class:`~priorfit.model.riemann.RiemannDistribution` for the Riemann heads, a
+        ``Categorical`` for classes. Without gradients; for those use ``model.condition_on``.
     """
-    config = model.config
-    device = next(model.parameters()).device
-    x_train, y_train, x_test, batched = check_dataset(
-        as_float_tensor("x_train", x_train, device),
-        as_float_tensor("y_train", y_train, device),
-        as_float_tensor("x_test", x_test, device),
-        config.num_features,
-    )
-    if config.task == "classification":
-        _check_labels(y_train, config.num_outputs)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-
-    transform = fit_transform(config.x_transform, config.y_transform, x_train, y_train)
-    logits = logits_in_chunks(
-        model, transform.x(x_train), transform.y(y_train), transform.x(x_test), chunk_size
-    )
-    if not batched:
-        logits = logits[0]
-    if config.task == "classification":
-        return torch.distributions.Categorical(logits=logits)
-    borders = transform.borders(model.borders)
-    return RiemannDistribution(borders if batched else borders[0], logits)
-
-
-def logits_in_chunks(
-    model: PFN, x_train: Tensor, y_train: Tensor, x_test: Tensor, chunk_size: int = 2048
-) -> Tensor:
-    """Logits ``[B, m, K]`` for data already in model units (``[B, n, F]``, ``[B, n]``,
-    ``[B, m, F]``): the training set is conditioned on once, test points go ``chunk_size`` at a
-    time. A test point's logits do not depend on the other test points, bit for bit."""
-    cache = model.condition(x_train, y_train)
-    return torch.cat(
-        [
-            model.predict_logits(cache, x_test[:, start : start + chunk_size])
-            for start in range(0, max(x_test.shape[1], 1), chunk_size)
-        ],
-        dim=1,
-    )[:, : x_test.shape[1]]
-
-
-def _check_labels(y_train: Tensor, num_classes: int) -> None:
-    if ((y_train != y_train.round()) | (y_train < 0) | (y_train >= num_classes)).any():
-        raise ValueError(
-            f"y_train must hold class indices 0..{num_classes - 1} for this classifier"
-        )
+    conditioned = Conditioned(model, x_train, y_train, train_mask=train_mask)
+    return conditioned.distribution(x_test, chunk_size=chunk_size)

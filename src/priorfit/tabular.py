@@ -18,10 +18,8 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from priorfit.io import load
-from priorfit.model.riemann import RiemannDistribution
-from priorfit.model.transformer import PFN
-from priorfit.predict import logits_in_chunks
+from priorfit.model import PFN, RiemannDistribution, RiemannHead, load
+from priorfit.predict import chunks
 from priorfit.transforms import fit_transform
 
 
@@ -84,8 +82,10 @@ class PFNRegressor(RegressorMixin, BaseEstimator):
         if self.ensemble_size < 1:
             raise ValueError(f"ensemble_size must be an int >= 1, got {self.ensemble_size}")
         model = self.model if isinstance(self.model, PFN) else load(self.model, device=self.device)
-        if model.config.task != "regression":
-            raise ValueError(f"PFNRegressor needs a regression PFN, got a {model.config.task} one")
+        if not isinstance(model.head, RiemannHead):
+            raise ValueError(
+                f"PFNRegressor needs a PFN with a Riemann head, got head {model.config.head!r}"
+            )
         # float64: a test point's prediction must not depend, even in rounding, on how many
         # other test points share its matrix products (check_methods_subset_invariance)
         self.model_ = copy.deepcopy(model).double().eval()
@@ -124,48 +124,58 @@ class PFNRegressor(RegressorMixin, BaseEstimator):
         ]
 
     @torch.inference_mode()
-    def predict_dist(self, X: Any) -> RiemannDistribution:
-        """The posterior predictive at ``X [m, F]``: a float64 :class:`RiemannDistribution` with
-        batch shape ``[m]``, in the units of ``y``."""
+    def _mixtures(self, X: Any):
+        """The posterior predictive at ``X [m, F]``, one chunk of test points at a time: yields
+        float64 :class:`RiemannDistribution` s with batch shape ``[chunk]``, in the units of y.
+
+        Each member conditions once; per chunk, its bucket probabilities are averaged in."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         model, device = self.model_, next(self.model_.parameters()).device
         x_train, y_train, x_test = (
-            torch.from_numpy(a).to(device)[None] for a in (self.X_, self.y_, X)
+            torch.tensor(a, device=device)[None] for a in (self.X_, self.y_, X)
         )
         transform = fit_transform(
             model.config.x_transform, model.config.y_transform, x_train, y_train
         )
         x_train, y_train, x_test = transform.x(x_train), transform.y(y_train), transform.x(x_test)
-        probs = torch.zeros(X.shape[0], model.config.num_outputs, dtype=torch.float64)
-        for rows, features in self.members_:
-            logits = logits_in_chunks(
-                model,
-                x_train[:, rows][..., features],
-                y_train[:, rows],
-                x_test[..., features],
-                self.chunk_size,
+        caches = [
+            (model.condition(x_train[:, rows][..., features], y_train[:, rows]), features)
+            for rows, features in self.members_
+        ]
+        for part in chunks(X.shape[0], self.chunk_size):
+            probs = sum(
+                model.predict_logits(cache, x_test[:, part][..., features])[0].softmax(-1)
+                for cache, features in caches
             )
-            probs += logits[0].softmax(-1).cpu()
-        borders = transform.borders(model.borders)[0, 0].cpu()
-        return RiemannDistribution(borders, (probs / len(self.members_)).log())
+            log_probs = (probs / len(caches)).log().cpu()
+            yield model.head.distribution(log_probs, transform.unbatched(), y_train[0])
+
+    def predict_dist(self, X: Any) -> RiemannDistribution:
+        """The posterior predictive at ``X [m, F]``: a float64 :class:`RiemannDistribution` with
+        batch shape ``[m]``, in the units of ``y``. It holds the bucket probabilities of every
+        test point; :meth:`predict`, :meth:`predict_quantiles` and :meth:`log_likelihood` need
+        memory independent of ``m``."""
+        parts = list(self._mixtures(X))
+        logits = torch.cat([part.logits for part in parts])
+        return RiemannDistribution(parts[0].borders, logits)
 
     def predict(self, X: Any, return_std: bool = False) -> np.ndarray | tuple:
         """Posterior predictive mean ``[m]`` (and standard deviation ``[m]`` with
         ``return_std``), like ``GaussianProcessRegressor.predict``."""
-        dist = self.predict_dist(X)
-        if return_std:
-            return dist.mean.numpy(), dist.stddev.numpy()
-        return dist.mean.numpy()
+        parts = [(d.mean, d.stddev) for d in self._mixtures(X)]
+        mean = torch.cat([m for m, _ in parts]).numpy()
+        return (mean, torch.cat([s for _, s in parts]).numpy()) if return_std else mean
 
     def predict_quantiles(self, X: Any, q: Any = (0.025, 0.5, 0.975)) -> np.ndarray:
         """Quantiles ``[m, len(q)]`` of the posterior predictive (``[m]`` for a scalar ``q``)."""
         quantiles = np.asarray(q, dtype=np.float64)
         if quantiles.ndim > 1 or not np.all((quantiles > 0) & (quantiles < 1)):
             raise ValueError(f"q must be a probability or a 1-D list of them in (0, 1), got {q!r}")
-        dist = self.predict_dist(X)
-        levels = torch.from_numpy(np.atleast_1d(quantiles))
-        values = dist.icdf(levels[:, None].expand(-1, dist.batch_shape[0])).T.numpy()
+        levels = torch.from_numpy(np.atleast_1d(quantiles))[:, None]
+        values = torch.cat(
+            [d.icdf(levels.expand(-1, d.batch_shape[0])).T for d in self._mixtures(X)]
+        ).numpy()
         return values[:, 0] if quantiles.ndim == 0 else values
 
     def log_likelihood(self, X: Any, y: Any) -> float:
@@ -173,7 +183,11 @@ class PFNRegressor(RegressorMixin, BaseEstimator):
         ``y``; higher is better; minus the test NLL)."""
         X, y = validate_data(self, X, y, reset=False, y_numeric=True, dtype=np.float64)
         y = torch.from_numpy(y.astype(np.float64))
-        return float(self.predict_dist(X).log_prob(y).mean())
+        sizes = [len(range(X.shape[0])[part]) for part in chunks(X.shape[0], self.chunk_size)]
+        log_densities = [
+            d.log_prob(y_part) for d, y_part in zip(self._mixtures(X), y.split(sizes), strict=True)
+        ]
+        return float(torch.cat(log_densities).mean())
 
 
 def _feature_orders(num_features: int, count: int, rng: np.random.Generator) -> list[np.ndarray]:

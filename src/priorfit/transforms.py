@@ -43,16 +43,27 @@ class DataTransform:
         """Bucket borders ``[K + 1]`` in model units -> ``[B, 1, K + 1]`` in user units."""
         return self.y_loc.unsqueeze(-1) + self.y_scale.unsqueeze(-1) * borders
 
+    def unbatched(self) -> DataTransform:
+        """The transform of the first dataset without its batch dim (``x_loc [1, F]``, ...)."""
+        return DataTransform(self.x_loc[0], self.x_scale[0], self.y_loc[0], self.y_scale[0])
+
 
 def fit_transform(
-    x_transform: str, y_transform: str, x_train: Tensor, y_train: Tensor
+    x_transform: str,
+    y_transform: str,
+    x_train: Tensor,
+    y_train: Tensor,
+    train_mask: Tensor | None = None,
 ) -> DataTransform:
     """Fit the named transforms on the training points ``x_train [B, n, F]``, ``y_train [B, n]``.
 
     ``unit_cube`` maps each feature's training range to [0, 1]; ``standardize`` gives the training
     targets mean 0 and standard deviation 1. Degenerate statistics (no training points, a
     constant feature or target) fall back to an identity scale, never to a division by zero.
+    ``train_mask [B, n]`` (``True`` = a real point) leaves padding out of the statistics.
     """
+    if train_mask is not None:
+        return _fit_masked(x_transform, y_transform, x_train, y_train, train_mask)
     if x_transform not in X_TRANSFORMS:
         raise ValueError(f"x_transform must be one of {X_TRANSFORMS}, got {x_transform!r}")
     if y_transform not in Y_TRANSFORMS:
@@ -68,6 +79,31 @@ def fit_transform(
     if n > 0 and y_transform == "standardize":
         y_loc = y_train.mean(1, keepdim=True)
         y_scale = _safe_scale(y_train.std(1, keepdim=True, correction=0))
+    return DataTransform(x_loc, x_scale, y_loc, y_scale)
+
+
+def _fit_masked(x_transform, y_transform, x_train, y_train, mask) -> DataTransform:
+    """:func:`fit_transform` over the points where ``mask [B, n]`` is ``True``, per dataset."""
+    count = mask.sum(1, keepdim=True)  # [B, 1]
+    has_points = count > 0
+    identity = fit_transform(x_transform, y_transform, x_train[:, :0], y_train[:, :0])
+    x_loc, x_scale, y_loc, y_scale = (
+        identity.x_loc, identity.x_scale, identity.y_loc, identity.y_scale
+    )
+    if x_transform == "unit_cube":
+        m = mask[..., None]
+        low = x_train.masked_fill(~m, torch.inf).amin(1, keepdim=True)
+        high = x_train.masked_fill(~m, -torch.inf).amax(1, keepdim=True)
+        ok = has_points[..., None]
+        x_loc = torch.where(ok, low, x_loc)
+        x_scale = torch.where(ok, _safe_scale(torch.where(ok, high - low, 1.0)), x_scale)
+    if y_transform == "standardize":
+        safe_count = count.clamp(min=1)
+        y = torch.where(mask, y_train, 0.0)  # padding may hold anything, NaN included
+        mean = y.sum(1, keepdim=True) / safe_count
+        var = torch.where(mask, y - mean, 0.0).square().sum(1, keepdim=True) / safe_count
+        y_loc = torch.where(has_points, mean, y_loc)
+        y_scale = torch.where(has_points, _safe_scale(var.sqrt()), y_scale)
     return DataTransform(x_loc, x_scale, y_loc, y_scale)
 
 

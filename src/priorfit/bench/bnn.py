@@ -20,7 +20,7 @@ import torch
 
 from priorfit.baselines import NUTSBNN, SVIBNN
 from priorfit.bench import Result, mean_se, pfn_batched_seconds, score_tasks, seconds_per_call
-from priorfit.io import load
+from priorfit.model import load
 from priorfit.priors import BNN, prior_from_config
 
 MODELS = {"small": "bnn-small", "wide": "bnn-wide"}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from priorfit.bench import Result, mean_se, seconds_per_call
-from priorfit.io import load
+from priorfit.model import load
 from priorfit.priors.base import prior_from_config
 
 SIZES = (1, 2, 4, 8, 16, 32, 64, 100)

@@ -17,7 +17,7 @@ import torch
 
 from priorfit.baselines import NUTSGP, map2, mle2
 from priorfit.bench import Result, mean_se, pfn_batched_seconds, score_tasks
-from priorfit.io import load
+from priorfit.model import load
 from priorfit.priors import GPHyperPrior, prior_from_config
 
 WIDTHS = (1, 3, 5)

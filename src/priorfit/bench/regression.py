@@ -32,7 +32,7 @@ from scipy.stats import norm, rankdata
 
 from priorfit.baselines import map2
 from priorfit.bench import Result, mean_se
-from priorfit.io import load
+from priorfit.model import load
 from priorfit.priors import prior_from_config
 from priorfit.tabular import PFNRegressor
 

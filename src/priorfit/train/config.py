@@ -1,7 +1,7 @@
 """Training configuration and TOML config files.
 
 A config file has three tables, ``[prior]`` (``class`` plus the prior's parameters), ``[model]``
-(:class:`~priorfit.model.transformer.ModelConfig`) and ``[train]`` (:class:`TrainConfig`).
+(:class:`~priorfit.model.registry.ModelConfig`) and ``[train]`` (:class:`TrainConfig`).
 Unknown keys and wrong types are rejected with the table and key named.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from priorfit.model.transformer import ModelConfig
+from priorfit.model import ModelConfig
 from priorfit.priors.base import prior_from_config
 from priorfit.schema import dataclass_from_dict
 
@@ -40,6 +40,9 @@ class TrainConfig:
         accumulation: micro-batches per optimiser step (gradient accumulation).
         seq_len, min_train, max_train: points per dataset and the range of training-set sizes.
         train_size_sampling: ``"uniform"`` or ``"paper"``.
+        train_size_per_dataset: draw ``n`` per dataset instead of per micro-batch; the batch is
+            cut at the largest ``n`` and a key-padding mask hides the rest (predicted points
+            are then those after the cut).
         lr, weight_decay, warmup_steps, min_lr_ratio: AdamW with linear warm-up, then cosine
             decay to ``lr * min_lr_ratio``, stepped per optimiser step.
         grad_clip: clip the global gradient norm to this (0 disables).
@@ -66,6 +69,7 @@ class TrainConfig:
     min_train: int = 0
     max_train: int = 100
     train_size_sampling: str = "paper"
+    train_size_per_dataset: bool = False
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 500

@@ -42,22 +42,34 @@ def train_size_probs(config: TrainConfig) -> Tensor:
 
 @dataclass
 class MicroBatch:
-    """A prior batch and its cut: ``batch.x[:, :num_train]`` are the training points."""
+    """A prior batch and its cut: ``batch.x[:, :num_train]`` are the training points, the rest
+    are predicted. With ``train_mask [B, num_train]`` (``True`` = a training point) each dataset
+    has its own training-set size; its positions beyond that are neither trained on nor
+    predicted."""
 
     batch: Batch
     num_train: int
+    train_mask: Tensor | None = None
 
     def to(self, device: torch.device) -> MicroBatch:
-        return MicroBatch(self.batch.to(device), self.num_train)
+        mask = None if self.train_mask is None else self.train_mask.to(device)
+        return MicroBatch(self.batch.to(device), self.num_train, mask)
 
 
 def sample_micro_batch(prior, config: TrainConfig, *key: int) -> MicroBatch:
     """The micro-batch identified by ``key`` (e.g. ``(seed, step, index)``)."""
     generator = seeded_generator(*key)
     probs = train_size_probs(config)
-    num_train = config.min_train + int(torch.multinomial(probs, 1, generator=generator))
+    if not config.train_size_per_dataset:
+        num_train = config.min_train + int(torch.multinomial(probs, 1, generator=generator))
+        batch = prior.sample(config.batch_size, config.seq_len, generator=generator)
+        return MicroBatch(batch, num_train)
+    sizes = config.min_train + torch.multinomial(probs, config.batch_size, replacement=True,
+                                                 generator=generator)
     batch = prior.sample(config.batch_size, config.seq_len, generator=generator)
-    return MicroBatch(batch, num_train)
+    num_train = int(sizes.max())
+    mask = torch.arange(num_train) < sizes[:, None]
+    return MicroBatch(batch, num_train, mask.to(batch.x.device))
 
 
 class PriorStream(IterableDataset):

@@ -18,13 +18,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from priorfit.io import atomic_write
-from priorfit.model.riemann import RiemannDistribution, borders_from_samples
-from priorfit.model.transformer import PFN, ModelConfig
+from priorfit.model import PFN, ModelConfig, build_model
 from priorfit.priors.base import prior_to_config
 from priorfit.train.config import TrainConfig
 from priorfit.train.data import (
@@ -34,6 +32,7 @@ from priorfit.train.data import (
     sample_micro_batch,
     validation_batches,
 )
+from priorfit.train.optim import param_groups
 from priorfit.transforms import fit_transform
 
 CHECKPOINT = "checkpoint.pt"
@@ -69,12 +68,12 @@ def train(
     prior_config = prior_to_config(prior)
 
     torch.manual_seed(train_config.seed)
-    borders = None
-    if model_config.task == "regression":
-        borders = estimate_borders(prior, train_config, model_config)
-    model = PFN(model_config, borders).to(device)
+    model = build_model(model_config)
+    model.head.check_prior(prior)
+    fit_head(model, prior, train_config)
+    model.to(device)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
+        param_groups(model, train_config.weight_decay), lr=train_config.lr
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(train_config))
     step, elapsed = 0, 0.0
@@ -146,7 +145,7 @@ def train(
             validation = {"step": step, **validate(model, prior, val_data, device)}
             metrics_log.write(validation)
             model.train()
-        out_of_time = 0 < train_config.time_limit_s <= elapsed
+        out_of_time = _agree(0 < train_config.time_limit_s <= elapsed, world_size, device)
         if step % train_config.checkpoint_every == 0 or step == train_config.steps or out_of_time:
             save_checkpoint()
         if out_of_time:
@@ -178,17 +177,14 @@ def micro_batch_nll(forward, model: PFN, micro: MicroBatch, user_units: bool = F
     ``user_units`` the density is in the prior's units (comparable to exact posteriors);
     otherwise in the model's (the training loss; they differ by a constant per dataset).
     """
-    x, y, n = micro.batch.x, micro.batch.y, micro.num_train
-    config = model.config
-    transform = fit_transform(config.x_transform, config.y_transform, x[:, :n], y[:, :n])
-    logits = forward(transform.x(x[:, :n]), transform.y(y[:, :n]), transform.x(x[:, n:])).float()
-    if config.task == "classification":
-        return F.cross_entropy(logits.transpose(1, 2), y[:, n:].long(), reduction="none")
+    x, y, n, mask = micro.batch.x, micro.batch.y, micro.num_train, micro.train_mask
+    config, head = model.config, model.head
+    transform = fit_transform(config.x_transform, config.y_transform, x[:, :n], y[:, :n], mask)
+    y_train = transform.y(y[:, :n])
+    logits = forward(transform.x(x[:, :n]), y_train, transform.x(x[:, n:]), mask).float()
     if user_units:
-        borders, target = transform.borders(model.borders), y[:, n:]
-    else:
-        borders, target = model.borders, transform.y(y[:, n:])
-    return -RiemannDistribution(borders, logits, validate_args=False).log_prob(target)
+        return -head.distribution(logits, transform, y[:, :n], mask).log_prob(y[:, n:])
+    return head.loss(logits, transform.y(y[:, n:]), y_train, mask)
 
 
 @torch.no_grad()
@@ -211,17 +207,21 @@ def validate(model: PFN, prior, batches: list[MicroBatch], device: torch.device)
     return result
 
 
-def estimate_borders(prior, train_config: TrainConfig, model_config: ModelConfig) -> Tensor:
-    """Equal-mass bucket borders from the (transformed) targets of prior test points."""
-    targets = []
+def fit_head(model: PFN, prior, train_config: TrainConfig) -> None:
+    """Check the head against a prior batch, and fit it (e.g. equal-mass bucket borders) to the
+    transformed targets of prior test points, ``border_datasets`` datasets of them."""
+    config, head = model.config, model.head
     num_batches = math.ceil(train_config.border_datasets / train_config.batch_size)
-    for i in range(num_batches):
+    targets = []
+    for i in range(num_batches if head.fits_to_prior else 1):
         micro = sample_micro_batch(prior, train_config, train_config.seed, BORDER_STREAM, i)
-        x, y, n = micro.batch.x, micro.batch.y, micro.num_train
-        transform = fit_transform(model_config.x_transform, model_config.y_transform,
-                                  x[:, :n], y[:, :n])
+        x, y, n, mask = micro.batch.x, micro.batch.y, micro.num_train, micro.train_mask
+        head.check_targets("the prior's targets", y)
+        transform = fit_transform(config.x_transform, config.y_transform, x[:, :n], y[:, :n],
+                                  mask)
         targets.append(transform.y(y[:, n:]).flatten())
-    return borders_from_samples(torch.cat(targets), model_config.num_outputs)
+    if head.fits_to_prior:
+        head.fit(torch.cat(targets))
 
 
 def _lr_factor(config: TrainConfig):
@@ -233,6 +233,16 @@ def _lr_factor(config: TrainConfig):
         return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
 
     return factor
+
+
+def _agree(decision: bool, world_size: int, device: torch.device) -> bool:
+    """``decision`` if any rank took it: every process stops at the same step (each reads its
+    own clock, and a rank that stopped alone would leave the others waiting forever)."""
+    if world_size == 1:
+        return decision
+    flag = torch.tensor([float(decision)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _init_distributed() -> tuple[int, int, int]:

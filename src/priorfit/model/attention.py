@@ -1,0 +1,91 @@
+"""Attention pieces shared by the architectures.
+
+Tokens are ``[*, N, d]`` with any leading dims; heads are split into ``[*, heads, N, head_dim]``.
+A key mask ``[*, n]`` (``True`` = a real token) hides padding, so that datasets with different
+numbers of training points share one batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Attention(nn.Module):
+    """Multi-head attention projections: one ``qkv`` linear map in, one ``out`` map back."""
+
+    def __init__(self, d_model: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def split(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``h [*, N, d]`` -> q, k, v each ``[*, heads, N, head_dim]``."""
+        qkv = self.qkv(h).unflatten(-1, (3, self.num_heads, self.head_dim))
+        return qkv.movedim(-3, 0).transpose(-2, -3).unbind(0)
+
+    def merge(self, h: Tensor) -> Tensor:
+        """``[*, heads, N, head_dim]`` -> ``[*, N, d]`` through the output projection."""
+        return self.out(h.transpose(-2, -3).flatten(-2))
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
+    """Softmax attention of ``q [*, H, m, hd]`` over ``k, v [*, H, n, hd]`` -> ``[*, H, m, hd]``.
+
+    ``key_mask [*, n]`` (``True`` = attend) hides keys; a query with no key to attend to (all
+    masked, or ``n = 0``) gets zeros.
+    """
+    if k.shape[-2] == 0:
+        return torch.zeros_like(q)
+    mask = None if key_mask is None else key_mask[..., None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def attend_train_and_self(
+    q: Tensor,
+    k_self: Tensor,
+    v_self: Tensor,
+    k_train: Tensor,
+    v_train: Tensor,
+    key_mask: Tensor | None = None,
+) -> Tensor:
+    """Test queries ``q [B, H, m, hd]`` attend to the training keys ``[B, H, n, hd]`` and each to
+    its own key ``k_self [B, H, m, hd]`` -> ``[B, H, m, hd]``; ``key_mask [B, n]`` hides
+    padded training keys."""
+    q = q * (1.0 / math.sqrt(q.shape[-1]))
+    scores_train = q @ k_train.transpose(-1, -2)  # [B, H, m, n]
+    if key_mask is not None:
+        scores_train = scores_train.masked_fill(~key_mask[:, None, None, :], -math.inf)
+    score_self = (q * k_self).sum(-1, keepdim=True)  # [B, H, m, 1]
+    # Softmax over [training keys, own key] without concatenating: shift by the maximum
+    # (detached: the result does not depend on it), exponentiate, normalise.
+    shift = score_self.detach()
+    if scores_train.shape[-1] > 0:
+        shift = torch.maximum(scores_train.amax(-1, keepdim=True).detach(), shift)
+    weights_train = scores_train.sub_(shift).exp_()
+    weight_self = (score_self - shift).exp_()
+    total = weights_train.sum(-1, keepdim=True) + weight_self
+    return (weights_train @ v_train + weight_self * v_self) / total
+
+
+class FeedForward(nn.Module):
+    """Pre-norm GELU feed-forward block with its residual: ``h + ff(norm(h))``, ``[*, d]``."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.dropout(self.ff(self.norm_ff(h)))
+
+
+def decoder(d_model: int, d_ff: int, num_outputs: int) -> nn.Sequential:
+    """The MLP from a token to its ``num_outputs`` logits."""
+    return nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, num_outputs))

@@ -1,0 +1,114 @@
+"""The "cells" architecture: attention structure, invariances, cache, chunks, thinking rows."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from priorfit.model import ModelConfig, build_model
+
+CONFIG = ModelConfig(arch="cells", num_features=6, num_outputs=12, d_model=32, num_heads=4,
+                     num_layers=2, d_ff=64)
+
+
+def cells_model(**overrides):
+    torch.manual_seed(0)
+    return build_model(dataclasses.replace(CONFIG, **overrides)).eval()
+
+
+def table(batch=2, n=9, m=5, features=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, n, features, generator=g), torch.randn(batch, n, generator=g),
+            torch.randn(batch, m, features, generator=g))
+
+
+def reference_forward(model, x_train, y_train, x_test):
+    """The same network as one pass over all rows with an explicit column-attention mask."""
+    n, m = x_train.shape[1], x_test.shape[1]
+    cells = model._cells(torch.cat([x_train, x_test], 1))
+    target = torch.cat([model.y_encoder(y_train[..., None]),
+                        model.test_target.expand(x_train.shape[0], m, -1)], 1)
+    h = torch.cat([cells, target[:, :, None]], 2)
+    allowed = torch.zeros(n + m, n + m, dtype=torch.bool)
+    allowed[:, :n] = True  # every row attends to the training rows only
+    for block in model.blocks:
+        h = block.across_row(h)
+        q, k, v = block.col_attn.split(block.norm_col(h).transpose(1, 2))
+        attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        h = block.feed_forward(h + block.col_attn.merge(attended).transpose(1, 2))
+    return model.decoder(model.norm(h[:, n:, -1]))
+
+
+@pytest.mark.parametrize("group", [1, 4])
+def test_cached_path_equals_one_masked_pass(group):
+    model = cells_model(features_per_group=group)
+    x_train, y_train, x_test = table()
+    torch.testing.assert_close(model(x_train, y_train, x_test),
+                               reference_forward(model, x_train, y_train, x_test),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_invariant_to_training_row_order_and_test_rows_independent():
+    model = cells_model(thinking_rows=3)
+    x_train, y_train, x_test = table()
+    out = model(x_train, y_train, x_test)
+    perm = torch.randperm(x_train.shape[1])
+    torch.testing.assert_close(model(x_train[:, perm], y_train[:, perm], x_test), out,
+                               rtol=1e-5, atol=1e-5)
+    alone = torch.cat([model(x_train, y_train, x_test[:, i : i + 1]) for i in range(5)], 1)
+    torch.testing.assert_close(alone, out, rtol=1e-5, atol=1e-5)
+
+
+def test_feature_order_invariance():
+    """Exactly invariant to the order of features with one feature per token; with groups of
+    features, to the order of whole groups (the shared embedding sees no column index)."""
+    x_train, y_train, x_test = table()
+    model = cells_model()
+    perm = torch.randperm(6)
+    torch.testing.assert_close(model(x_train[..., perm], y_train, x_test[..., perm]),
+                               model(x_train, y_train, x_test), rtol=1e-5, atol=1e-5)
+    grouped = cells_model(features_per_group=2)
+    swap = torch.tensor([2, 3, 0, 1, 4, 5])  # swaps the first two groups
+    torch.testing.assert_close(grouped(x_train[..., swap], y_train, x_test[..., swap]),
+                               grouped(x_train, y_train, x_test), rtol=1e-5, atol=1e-5)
+
+
+def test_any_number_of_features_and_empty_training_set():
+    model = cells_model(features_per_group=4)
+    for features in (1, 3, 6):
+        x_train, y_train, x_test = table(features=features)
+        assert model(x_train, y_train, x_test).shape == (2, 5, 12)
+    x_train, y_train, x_test = table(n=0)
+    out = model(x_train, y_train, x_test)
+    assert torch.isfinite(out).all()
+    thinking = cells_model(thinking_rows=2)
+    assert torch.isfinite(thinking(x_train, y_train, x_test)).all()
+
+
+def test_thinking_rows_are_used():
+    model = cells_model(thinking_rows=2)
+    x_train, y_train, x_test = table()
+    before = model(x_train, y_train, x_test)
+    with torch.no_grad():
+        model.thinking.add_(1.0)
+    assert not torch.allclose(model(x_train, y_train, x_test), before)
+
+
+def test_padded_batch_equals_each_dataset_alone():
+    model = cells_model(thinking_rows=2)
+    x_train, y_train, x_test = table(batch=3, n=8)
+    sizes = torch.tensor([8, 3, 0])
+    mask = torch.arange(8) < sizes[:, None]
+    garbage = x_train.masked_fill(~mask[..., None], 1e3)
+    batched = model(garbage, y_train.masked_fill(~mask, -1e3), x_test, mask)
+    for b, size in enumerate(sizes.tolist()):
+        alone = model(x_train[b : b + 1, :size], y_train[b : b + 1, :size], x_test[b : b + 1])
+        torch.testing.assert_close(batched[b : b + 1], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_prediction_in_chunks_matches_one_pass():
+    model = cells_model()
+    x_train, y_train, x_test = table(batch=1, m=23)
+    full = model.predict(x_train, y_train, x_test, chunk_size=100).logits
+    chunked = model.predict(x_train, y_train, x_test, chunk_size=4).logits
+    torch.testing.assert_close(chunked, full, rtol=1e-5, atol=1e-5)
