@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import integrate, stats
+from torch.distributions import Uniform, constraints
 
 from priorfit.model.riemann import RiemannDistribution, borders_from_samples
 
@@ -17,7 +18,7 @@ Z75 = stats.norm.ppf(0.75)
 F64 = torch.float64
 
 
-def make_dist(k=8, seed=0, tail_mass=None, dtype=F64):
+def make_dist(k=8, seed=0, tail_mass=None, dtype=F64, tails=True):
     """Uneven borders from -3, random logits; optionally ``tail_mass`` in each outer bucket."""
     g = torch.Generator().manual_seed(seed)
     widths = 0.2 + 2 * torch.rand(k, generator=g, dtype=F64)
@@ -27,7 +28,7 @@ def make_dist(k=8, seed=0, tail_mass=None, dtype=F64):
         inner = torch.softmax(logits[1:-1], 0) * (1 - 2 * tail_mass)
         tail = torch.tensor([tail_mass], dtype=F64)
         logits = torch.cat([tail, inner, tail]).log()
-    return RiemannDistribution(borders.to(dtype), logits.to(dtype))
+    return RiemannDistribution(borders.to(dtype), logits.to(dtype), tails=tails)
 
 
 def pdf(d, y):
@@ -39,7 +40,8 @@ GL_X, GL_W = np.polynomial.legendre.leggauss(64)
 
 def quad_pdf(d, f=lambda y: 1.0):
     """∫ f(y) pdf(y) dy by scipy's adaptive quadrature, split at the borders (scalar calls)."""
-    edges = [-math.inf, *d.borders[1:-1].tolist(), math.inf]
+    b = d.borders.tolist()
+    edges = [-math.inf, *b[1:-1], math.inf] if d.tails else b
     pieces = itertools.pairwise(edges)
     return sum(integrate.quad(lambda y: f(y) * pdf(d, y), a, b, epsabs=1e-13)[0] for a, b in pieces)
 
@@ -47,12 +49,17 @@ def quad_pdf(d, f=lambda y: 1.0):
 def gauss_nodes(d, lo=-math.inf, hi=math.inf, points=()):
     """Gauss-Legendre nodes and weights over ``[lo, hi]``, split where the pdf (or the integrand)
     has jumps or kinks (borders, ``points``) and geometrically along the Gaussian tails, cut at
-    64 σ (the mass beyond is below e^-2000)."""
+    64 σ (the mass beyond is below e^-2000); without tails, over ``[lo, hi] ∩ [b_0, b_K]``."""
     b = d.borders.double().tolist()
-    sl, sr = (b[1] - b[0]) / Z75, (b[-1] - b[-2]) / Z75
-    radii = [2.0**i for i in range(7)]
-    lo, hi = max(lo, b[1] - 64 * sl), min(hi, b[-2] + 64 * sr)
-    cuts = [b[1] - sl * r for r in radii] + b[1:-1] + [b[-2] + sr * r for r in radii]
+    if d.tails:
+        sl, sr = (b[1] - b[0]) / Z75, (b[-1] - b[-2]) / Z75
+        radii = [2.0**i for i in range(7)]
+        lo, hi = max(lo, b[1] - 64 * sl), min(hi, b[-2] + 64 * sr)
+        cuts = [b[1] - sl * r for r in radii] + b[1:-1] + [b[-2] + sr * r for r in radii]
+    else:
+        lo, hi, cuts = max(lo, b[0]), min(hi, b[-1]), b
+    if lo >= hi:
+        return np.empty(0), np.empty(0)
     edges = sorted({lo, hi, *(c for c in [*cuts, *points] if lo < c < hi)})
     y = np.concatenate([(a + b) / 2 + (b - a) / 2 * GL_X for a, b in itertools.pairwise(edges)])
     w = np.concatenate([(b - a) / 2 * GL_W for a, b in itertools.pairwise(edges)])
@@ -68,18 +75,20 @@ def integrate_pdf(d, f=lambda y: 1.0, lo=-math.inf, hi=math.inf, points=()):
 # ------------------------------------------------------------------------ density & cdf
 
 
+@pytest.mark.parametrize("tails", [True, False])
 @pytest.mark.parametrize(("seed", "tail_mass"), [(0, None), (1, 0.4), (2, 0.01)])
-def test_pdf_integrates_to_one(seed, tail_mass):
-    d = make_dist(seed=seed, tail_mass=tail_mass)
+def test_pdf_integrates_to_one(seed, tail_mass, tails):
+    d = make_dist(seed=seed, tail_mass=tail_mass, tails=tails)
     assert quad_pdf(d) == pytest.approx(1.0, abs=1e-9)
     assert integrate_pdf(d) == pytest.approx(1.0, abs=1e-12)
     mean = integrate_pdf(d, lambda y: y)
     assert mean == pytest.approx(quad_pdf(d, lambda y: y), rel=1e-9)  # the two rules agree
 
 
+@pytest.mark.parametrize("tails", [True, False])
 @pytest.mark.parametrize("seed", [0, 3])
-def test_cdf_equals_integral_of_pdf(seed):
-    d = make_dist(seed=seed, tail_mass=0.3)
+def test_cdf_equals_integral_of_pdf(seed, tails):
+    d = make_dist(seed=seed, tail_mass=0.3, tails=tails)
     b = d.borders
     for y in [-20.0, -6.0, b[0].item() - 0.1, b[1].item(), 0.37, b[-2].item() + 0.2, 25.0]:
         got = d.cdf(torch.tensor(y, dtype=F64)).item()
@@ -97,7 +106,7 @@ def test_cdf_limits_monotone_and_continuous():
         eps = 1e-4 if dtype == torch.float32 else 1e-9
         for b in d.borders:
             lo, hi = d.cdf(b - eps), d.cdf(b + eps)
-            assert abs(hi - lo) < 1e-3 if dtype == torch.float32 else 1e-8
+            assert abs(hi - lo) < (1e-3 if dtype == torch.float32 else 1e-8)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
@@ -127,9 +136,10 @@ def test_icdf_cdf_roundtrip_including_tails(dtype):
 # ------------------------------------------------------------------------ statistics
 
 
+@pytest.mark.parametrize("tails", [True, False])
 @pytest.mark.parametrize(("seed", "tail_mass"), [(6, None), (7, 0.4)])
-def test_moments_and_entropy_vs_quadrature(seed, tail_mass):
-    d = make_dist(seed=seed, tail_mass=tail_mass)
+def test_moments_and_entropy_vs_quadrature(seed, tail_mass, tails):
+    d = make_dist(seed=seed, tail_mass=tail_mass, tails=tails)
     mean = integrate_pdf(d, lambda y: y)
     var = integrate_pdf(d, lambda y: (y - mean) ** 2)
     y, w = gauss_nodes(d)
@@ -142,9 +152,10 @@ def test_moments_and_entropy_vs_quadrature(seed, tail_mass):
     assert d.ucb(4.0).item() == pytest.approx(mean + 2 * math.sqrt(var), rel=1e-9)
 
 
+@pytest.mark.parametrize("tails", [True, False])
 @pytest.mark.parametrize("tail_mass", [None, 0.4])
-def test_ei_pi_vs_quadrature(tail_mass):
-    d = make_dist(seed=8, tail_mass=tail_mass)
+def test_ei_pi_vs_quadrature(tail_mass, tails):
+    d = make_dist(seed=8, tail_mass=tail_mass, tails=tails)
     b = d.borders.tolist()
     for t in [-30.0, -5.0, b[0], b[1], 0.3 * b[2] + 0.7 * b[3], b[-2] + 0.1, b[-1] + 2.0, 40.0]:
         tt = torch.tensor(t, dtype=F64)
@@ -157,11 +168,16 @@ def test_ei_pi_vs_quadrature(tail_mass):
         assert pi_min == pytest.approx(integrate_pdf(d, hi=t), rel=1e-8, abs=1e-13), t
 
 
-def test_monte_carlo_mean_variance():
+@pytest.mark.parametrize("tails", [True, False])
+def test_monte_carlo_mean_variance(tails):
     torch.manual_seed(0)
-    d = make_dist(seed=9, tail_mass=0.25)
+    d = make_dist(seed=9, tail_mass=0.25, tails=tails)
     x = d.sample((200_000,))
     assert x.shape == (200_000,) and x.dtype == F64
+    b = d.borders
+    inside = ((x >= b[0]) & (x <= b[-1])).double().mean().item()
+    # with tails, half of each outer bucket's mass lies beyond its outer border
+    assert inside == (pytest.approx(0.75, abs=0.005) if tails else 1.0)
     n, m, v = x.numel(), x.mean().item(), x.var().item()
     assert abs(m - d.mean.item()) < 4 * math.sqrt(v / n)
     m4 = ((x - m) ** 4).mean().item()
@@ -242,6 +258,141 @@ def test_mode():
     assert torch.all(dens.max(0).values <= peak * (1 + 1e-5))
 
 
+# ------------------------------------------------------------------------ bounded (tails=False)
+
+
+def test_bounded_support_limits_and_validation():
+    d = make_dist(seed=14, tail_mass=0.3, tails=False)
+    b, logp = d.borders, torch.log_softmax(d.logits, 0)
+    lo, hi = b[0].item(), b[-1].item()
+    assert RiemannDistribution(b, d.logits).support is constraints.real
+    assert isinstance(d.support, constraints.interval)
+    assert (d.support.lower_bound.item(), d.support.upper_bound.item()) == (lo, hi)
+    ends = torch.tensor([lo, hi], dtype=F64)
+    # the outer buckets are uniform up to and including b_0 and b_K
+    torch.testing.assert_close(d.log_prob(ends), logp[[0, -1]] - b.diff()[[0, -1]].log())
+    outside = torch.tensor([lo - 1e-9, hi + 1e-9, -1e6, 1e6], dtype=F64)
+    for y in outside:
+        with pytest.raises(ValueError, match=r"support \(Interval\(lower_bound="):
+            d.log_prob(y)
+    free = RiemannDistribution(b, d.logits, validate_args=False, tails=False)
+    assert free.log_prob(outside).tolist() == [-math.inf] * 4
+    # everything else is defined on the whole line: no mass outside [b_0, b_K]
+    assert d.cdf(outside).tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert d.cdf(ends).tolist() == pytest.approx([0.0, 1.0], abs=1e-15)
+    assert d.icdf(torch.tensor([0.0, 1.0], dtype=F64)).tolist() == [lo, hi]
+    assert d.pi(outside).tolist() == pytest.approx([1.0, 0.0, 1.0, 0.0], abs=1e-15)
+    assert d.ei(outside[[1, 3]]).tolist() == [0.0, 0.0]
+    assert d.ei(outside[[0, 2]], maximize=False).tolist() == [0.0, 0.0]
+    assert d.ei(outside[2]).item() == pytest.approx(d.mean.item() + 1e6, rel=1e-15)
+    with pytest.raises(ValueError, match="NaN"):
+        d.cdf(torch.tensor(math.nan))
+
+
+@pytest.mark.parametrize("bucket", [0, 3])
+def test_bounded_outer_bucket_is_an_exact_uniform(bucket):
+    borders = torch.tensor([-2.0, -0.5, 0.0, 1.0, 4.0], dtype=F64)
+    logits = torch.zeros(4, dtype=F64)
+    logits[bucket] = 1e4
+    d = RiemannDistribution(borders, logits, tails=False)
+    lo, hi = borders[bucket], borders[bucket + 1]
+    u, close = Uniform(lo, hi), torch.testing.assert_close
+    y = torch.linspace(lo.item(), hi.item(), 7, dtype=F64)[:-1]  # Uniform's support is [lo, hi)
+    close(d.log_prob(y), u.log_prob(y), rtol=1e-14, atol=0)
+    close(d.cdf(y), u.cdf(y), rtol=1e-14, atol=1e-16)
+    q = torch.tensor([1e-9, 0.3, 0.5, 1 - 1e-9], dtype=F64)
+    close(d.icdf(q), lo + (hi - lo) * q, rtol=1e-14, atol=1e-15)
+    # the support's ends, even with empty buckets before or after the mass
+    assert d.icdf(torch.tensor([0.0, 1.0], dtype=F64)).tolist() == [-2.0, 4.0]
+    close(d.mean, u.mean)
+    close(d.variance, u.variance)
+    close(d.entropy(), u.entropy())
+    close(d.mode, u.mean)
+    t = torch.linspace(lo.item() - 1, hi.item() + 1, 9, dtype=F64)
+    c = t.clamp(lo, hi)  # EI = ∫_c^hi (y - t) dy / w
+    close(d.ei(t), (hi - c) * (hi + c - 2 * t) / (2 * (hi - lo)), rtol=1e-14, atol=0)
+    x = d.sample((10_000,))
+    assert lo <= x.min() and x.max() < hi
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_bounded_icdf_cdf_roundtrip(dtype):
+    d = make_dist(seed=16, tail_mass=0.05, dtype=dtype, tails=False)
+    b = d.borders
+    q = torch.tensor([1e-6, 0.01, 0.05, 0.2, 0.5, 0.8, 0.99, 1 - 1e-6], dtype=dtype)
+    y = d.icdf(q)
+    assert torch.all((y > b[0]) & (y < b[-1]))
+    tol = {"rtol": 2e-5, "atol": 1e-7} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 0}
+    torch.testing.assert_close(d.cdf(y), q, **tol)
+    # linear inside the outer buckets (they hold 0.05 each)
+    w0, wk = b[1] - b[0], b[-1] - b[-2]
+    torch.testing.assert_close(y[:2], b[0] + w0 * q[:2] / 0.05, **tol)
+    torch.testing.assert_close(y[-2:], b[-1] - wk * (1 - q[-2:]) / 0.05, rtol=1e-4, atol=1e-6)
+
+
+def test_bounded_ks_against_cdf():
+    torch.manual_seed(4)
+    d = make_dist(seed=15, tail_mass=0.4, tails=False)
+    x = d.sample((100_000,))
+    assert d.borders[0] <= x.min() and x.max() <= d.borders[-1]
+
+    def cdf(v, dist=d):
+        return dist.cdf(torch.as_tensor(v, dtype=F64)).numpy()
+
+    assert stats.kstest(x.numpy(), cdf).pvalue > 1e-3
+    # the test has power against the tailed distribution on the same buckets
+    tailed = RiemannDistribution(d.borders, d.logits)
+    assert stats.kstest(x.numpy(), lambda v: cdf(v, tailed)).pvalue < 1e-6
+
+
+def test_bounded_mode():
+    borders = torch.tensor([0.0, 1.0, 1.5, 4.0, 5.0])
+    logits = torch.tensor([[0.0, 0, 0, 0], [0, 0, 9, 0], [3, 0, 0, 0], [0, 0, 0, 3]])
+    d = RiemannDistribution(borders, logits, tails=False)
+    assert d.mode.tolist() == [1.25, 2.75, 0.5, 4.5]  # with tails: [1.25, 2.75, 1.0, 4.0]
+    grid = torch.linspace(0, 5, 20001)[:, None]
+    dens = d.log_prob(grid).exp()
+    assert torch.all(dens.max(0).values <= d.log_prob(d.mode).exp() * (1 + 1e-6))
+
+
+def test_bounded_batched_borders_expand_and_reflect():
+    base = torch.linspace(0, 1, 6, dtype=F64) ** 2
+    borders = torch.stack([base, 10 * base - 2])  # [0, 1] and [-2, 8]
+    logits = torch.randn(3, 2, 5, dtype=F64, generator=torch.Generator().manual_seed(0))
+    d = RiemannDistribution(borders, logits, tails=False)
+    assert d.support.lower_bound.tolist() == [0.0, -2.0]
+    assert d.support.upper_bound.tolist() == [1.0, 8.0]
+    y = torch.tensor([0.5, 5.0], dtype=F64)  # inside both
+    with pytest.raises(ValueError, match="Interval"):
+        d.log_prob(torch.tensor([5.0, 5.0], dtype=F64))  # outside [0, 1]
+    free = RiemannDistribution(borders, logits, validate_args=False, tails=False)
+    lp = free.log_prob(torch.tensor([5.0, 5.0], dtype=F64))
+    assert (lp[:, 0] == -math.inf).all() and torch.isfinite(lp[:, 1]).all()
+    q = torch.tensor([[0.0], [0.3], [1.0]], dtype=F64)
+    for i in range(2):  # each column is its own distribution
+        one = RiemannDistribution(borders[i], logits[:, i], tails=False)
+        for name in ("log_prob", "cdf", "ei", "log_ei", "pi"):
+            got = getattr(d, name)(y)[:, i]
+            torch.testing.assert_close(got, getattr(one, name)(y[i]), msg=name)
+        torch.testing.assert_close(d.icdf(q)[..., i], one.icdf(q[:, 0]))
+        for name in ("mean", "variance", "mode"):
+            torch.testing.assert_close(getattr(d, name)[:, i], getattr(one, name), msg=name)
+        torch.testing.assert_close(d.entropy()[:, i], one.entropy())
+    e = d.expand((4, 3, 2))
+    assert e.tails is False and e.batch_shape == (4, 3, 2)
+    assert torch.equal(e.support.upper_bound, torch.tensor([1.0, 8.0], dtype=F64).expand(4, 3, 2))
+    torch.testing.assert_close(e.mean, d.mean.expand(4, 3, 2))
+    with pytest.raises(ValueError, match="Interval"):
+        e.log_prob(torch.tensor([5.0, 5.0], dtype=F64))
+    r = d._reflect()
+    assert r.tails is False and r.support.lower_bound.tolist() == [-1.0, -8.0]
+    torch.testing.assert_close(r.cdf(-y), 1 - d.cdf(y))
+    torch.autograd.gradcheck(
+        lambda lg, bd: RiemannDistribution(bd, lg, tails=False).log_prob(y),
+        (logits.clone().requires_grad_(), borders.clone().requires_grad_()),
+    )
+
+
 # ------------------------------------------------------------------------ shapes & batching
 
 
@@ -265,6 +416,7 @@ def test_affine_batched_borders():
     close(user.entropy(), model.entropy() + scale.log())
     close(user.ei(yu), scale * model.ei(y))
     close(user.ei(yu, maximize=False), scale * model.ei(y, maximize=False))
+    close(user.log_ei(yu), model.log_ei(y) + scale.log())
     close(user.pi(yu), model.pi(y))
 
 
@@ -277,7 +429,7 @@ def test_shapes_and_batched_vs_shared_borders():
     assert d.batch_shape == db.batch_shape == (b, m) and d.event_shape == ()
     for value in [torch.randn(b, m), torch.randn(s, b, m), torch.tensor(0.1), torch.randn(m)]:
         shape = torch.broadcast_shapes(value.shape, (b, m))
-        for name in ("log_prob", "cdf", "ei", "pi"):
+        for name in ("log_prob", "cdf", "ei", "log_ei", "pi"):
             out = getattr(d, name)(value)
             assert out.shape == shape, name
             torch.testing.assert_close(out, getattr(db, name)(value))

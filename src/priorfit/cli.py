@@ -86,17 +86,22 @@ def _train(args) -> int:
 
 def _predict(args) -> int:
     import numpy as np
+    import torch
 
     import priorfit as pf
 
     model = pf.load(args.model)
     train = np.loadtxt(args.train, delimiter=",", ndmin=2, skiprows=_header_rows(args.train))
     test = np.loadtxt(args.test, delimiter=",", ndmin=2, skiprows=_header_rows(args.test))
-    post = model.predict(train[:, :-1], train[:, -1], test)
     tail = (1 - args.level) / 2
-    lower, upper = post.icdf(tail).numpy(), post.icdf(1 - tail).numpy()
+
+    def summary(post):  # [4, chunk]: memory stays flat in the number of test rows
+        return torch.stack([post.mean, post.stddev, post.icdf(tail), post.icdf(1 - tail)])
+
+    with torch.inference_mode():
+        table = model.condition_on(train[:, :-1], train[:, -1]).reduce(test, summary)
     print(f"mean,std,lower_{args.level:g},upper_{args.level:g}")
-    for row in zip(post.mean.numpy(), post.stddev.numpy(), lower, upper, strict=True):
+    for row in table.T.tolist():
         print(",".join(f"{v:.6g}" for v in row))
     return 0
 

@@ -52,7 +52,7 @@ class PFNRegressor(RegressorMixin, BaseEstimator):
             model).
         random_state: seeds the ensemble's orders and subsets.
         device: where the PFN runs.
-        chunk_size: test points per forward pass.
+        chunk_size: test points per forward pass (memory grows with it, not with the test set).
 
     Attributes (after ``fit``):
         model_: the PFN. n_features_in_: features seen in ``fit``.
@@ -66,7 +66,7 @@ class PFNRegressor(RegressorMixin, BaseEstimator):
         ensemble_size: int = 8,
         random_state: int | None = 0,
         device: str = "cpu",
-        chunk_size: int = 2048,
+        chunk_size: int = 512,
     ) -> None:
         self.model = model
         self.ensemble_size = ensemble_size

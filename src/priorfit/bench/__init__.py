@@ -21,6 +21,7 @@ BENCHES = {
     "bnn": "priorfit.bench.bnn",
     "gp": "priorfit.bench.gp",
     "gp-hyper": "priorfit.bench.gp_hyper",
+    "memory": "priorfit.bench.memory",
     "regression": "priorfit.bench.regression",
     "train-speed": "priorfit.bench.train_speed",
 }

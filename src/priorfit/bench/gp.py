@@ -37,7 +37,12 @@ def run(quick: bool, data: Path, model_name: str = "gp-paper") -> Result:
         gaps[n] = size_rows[0]["gap"]
         rows += size_rows
     rows += inference_rows(model, prior, model_name, repeats=3 if quick else 10)
+    bf16 = {r["n"]: r for r in rows if r["method"] == "pfn-bf16" and "gap" in r}
     summary = {
+        "bfloat16": {
+            "mean_gap": float(np.mean([r["gap"] for r in bf16.values()])),
+            "nll_change_vs_float32_by_n": {n: r["nll_change"] for n, r in bf16.items()},
+        },
         "mean_gap": float(np.mean(list(gaps.values()))),
         "max_gap": float(max(gaps.values())),
         "gap_by_n": gaps,
@@ -61,16 +66,26 @@ def size_rows_for(model, prior, model_name: str, n: int, num_datasets: int, time
     def exact(i=slice(None)):
         return prior.log_prob(x_train[i], y_train[i], x_test[i], y_test[i])
 
-    pfn_nll, exact_nll = -pfn()[:, 0].double(), -exact()[:, 0]
-    gap, gap_se = mean_se((pfn_nll - exact_nll).tolist())
+    def pfn_bf16(i=slice(None)):
+        return model.predict(x_train[i], y_train[i], x_test[i], precision="bfloat16").log_prob(
+            y_test[i]
+        )
+
+    exact_nll = -exact()[:, 0]
+    pfn_nll, bf16_nll = -pfn()[:, 0].double(), -pfn_bf16()[:, 0].double()
     rows = []
-    for method, nll, fn in (("pfn", pfn_nll, pfn), ("exact", exact_nll, exact)):
+    for method, nll, fn in (("pfn", pfn_nll, pfn), ("exact", exact_nll, exact),
+                            ("pfn-bf16", bf16_nll, pfn_bf16)):
         mean, se = mean_se(nll.tolist())
+        extra = {}
+        if method != "exact":
+            extra = dict(zip(("gap", "gap_se"), mean_se((nll - exact_nll).tolist()), strict=True))
+        if method == "pfn-bf16":
+            extra["nll_change"] = mean - rows[0]["nll"]
         rows.append({
             "method": method, "setting": model_name, "n": n, "nll": mean, "nll_se": se,
             "seconds_per_task": seconds_per_call(lambda fn=fn: fn(0), timed),
-            "seconds_per_task_batched": seconds_per_call(fn, 3) / num_datasets,
-            **({"gap": gap, "gap_se": gap_se} if method == "pfn" else {}),
+            "seconds_per_task_batched": seconds_per_call(fn, 3) / num_datasets, **extra,
         })
     return rows
 
@@ -81,17 +96,24 @@ def inference_rows(model, prior, model_name: str, repeats: int) -> list[dict]:
     batch = prior.sample(1, 2000, generator=generator)
     x_train, y_train, x_test = batch.x[0, :1000], batch.y[0, :1000], batch.x[0, 1000:]
 
-    def pfn():
-        post = model.predict(x_train, y_train, x_test)
+    y_test = batch.y[0, 1000:]
+    exact_nll = -prior.log_prob(x_train[None], y_train[None], x_test[None], y_test[None]).mean()
+
+    def pfn(precision: str):
+        post = model.predict(x_train, y_train, x_test, precision=precision)
         return post.mean, post.variance
 
-    return [
-        {"method": "pfn", "setting": "inference-1000x1000", "n": 1000, "m": 1000,
-         "seconds_per_task": seconds_per_call(pfn, repeats), "model": model_name},
-        {"method": "exact", "setting": "inference-1000x1000", "n": 1000, "m": 1000,
-         "seconds_per_task": seconds_per_call(lambda: prior.posterior(x_train, y_train, x_test),
-                                              repeats)},
+    rows = [
+        {"method": method, "setting": "inference-1000x1000", "n": 1000, "m": 1000,
+         "seconds_per_task": seconds_per_call(lambda p=precision: pfn(p), repeats),
+         "model": model_name,
+         "nll": -float(model.predict(x_train, y_train, x_test, precision=precision)
+                       .log_prob(y_test).mean())}
+        for method, precision in (("pfn", "float32"), ("pfn-bf16", "bfloat16"))
     ]
+    exact_seconds = seconds_per_call(lambda: prior.posterior(x_train, y_train, x_test), repeats)
+    return [*rows, {"method": "exact", "setting": "inference-1000x1000", "n": 1000, "m": 1000,
+                    "seconds_per_task": exact_seconds, "nll": float(exact_nll)}]
 
 
 def table(rows: list[dict], summary: dict) -> str:
@@ -108,8 +130,11 @@ def table(rows: list[dict], summary: dict) -> str:
         )
     times = summary["inference_1000x1000_s"]
     lines.append(f"mean gap {summary['mean_gap']:.3f} nats, max gap {summary['max_gap']:.3f}")
-    lines.append(f"condition on 1000 + predict 1000: PFN {times['pfn']:.3f} s, "
-                 f"exact GP {times['exact']:.3f} s")
+    change = summary["bfloat16"]["nll_change_vs_float32_by_n"]
+    lines.append(f"bfloat16: mean gap {summary['bfloat16']['mean_gap']:.3f} nats; NLL change vs "
+                 "float32 " + ", ".join(f"n={n}: {d:+.4f}" for n, d in change.items()))
+    lines.append(f"condition on 1000 + predict 1000: PFN {times['pfn']:.3f} s (bfloat16 "
+                 f"{times['pfn-bf16']:.3f} s), exact GP {times['exact']:.3f} s")
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, constraints
+from torch.distributions.utils import lazy_property
 
 __all__ = ["RiemannDistribution", "borders_from_samples"]
 
@@ -51,8 +52,9 @@ _CF_FROM, _CF_TERMS = 4.0, 40
 def _log_normal_partial(s: Tensor) -> Tensor:
     """``log E[(Z - s)^+] = log(φ(s) - s Φ(-s))`` for ``s >= 0``; elementwise.
 
-    Accurate, and finite with finite gradients, for any finite ``s`` (``ψ(s) = φ(s) - s Φ(-s)``
-    underflows from ``s ≈ 38`` in float64 and loses all digits to cancellation long before).
+    Accurate, and finite with finite gradients, wherever ``s²`` is finite (``ψ(s) = φ(s) -
+    s Φ(-s)`` itself underflows from ``s ≈ 38`` in float64, ``s ≈ 13`` in float32, and its
+    relative rounding error grows like ``eps s²`` through cancellation).
     Below ``s = 4`` it is evaluated directly. Above, Laplace's continued fraction for the Mills
     ratio, ``Φ(-s) / φ(s) = 1 / (s + r)`` with ``r = 1 / (s + 2 / (s + 3 / (s + ...)))``, gives
     ``ψ(s) = φ(s) (1 - s / (s + r)) = φ(s) r / (s + r)`` without cancellation; ``r`` is evaluated
@@ -189,7 +191,9 @@ class RiemannDistribution(Distribution):
         shape = torch.Size(batch_shape)
         b = self.borders if self.borders.dim() == 1 else self.borders.expand((*shape, -1))
         logits = self.logits.expand((*shape, -1))
-        return RiemannDistribution(b, logits, validate_args=False, tails=self.tails)
+        new = RiemannDistribution(b, logits, validate_args=False, tails=self.tails)
+        new._validate_args = self._validate_args  # as torch's own expand (borders already valid)
+        return new
 
     def _prep(self, value, check: bool = True, support: bool = False) -> Tensor:
         """Cast to our dtype/device, validate, and broadcast to ``value.shape ∪ batch_shape``.
@@ -233,7 +237,7 @@ class RiemannDistribution(Distribution):
 
     def _cum(self) -> Tensor:
         """``[..., K+1]``: ``P(bucket < k)`` for ``k = 0..K``; exactly 0 first and 1 last."""
-        c = torch.softmax(self.logits, -1).cumsum(-1)
+        c = self._bucket_probs.cumsum(-1)
         c = c / c[..., -1:]
         return torch.cat([torch.zeros_like(c[..., :1]), c], -1)
 
@@ -250,10 +254,15 @@ class RiemannDistribution(Distribution):
         m = self._per_bucket(b1 - sl * _SQRT_2_OVER_PI, mid, bk + sr * _SQRT_2_OVER_PI)
         return m, self._per_bucket(sl**2 * _HALFNORM_VAR, var, sr**2 * _HALFNORM_VAR)
 
+    @lazy_property
+    def _bucket_probs(self) -> Tensor:
+        """``softmax(logits)`` ``[..., K]``, computed once (mean, variance, cdf, EI share it)."""
+        return torch.softmax(self.logits, -1)
+
     @property
     def probs(self) -> Tensor:
         """``[*batch_shape, K]`` bucket probabilities."""
-        return torch.softmax(self.logits, -1).expand((*self.batch_shape, -1))
+        return self._bucket_probs.expand((*self.batch_shape, -1))
 
     def log_prob(self, value: Tensor) -> Tensor:
         """Log density ``[*value.shape ∪ batch_shape]``; differentiable w.r.t. logits and borders.
@@ -376,7 +385,8 @@ class RiemannDistribution(Distribution):
         u = torch.minimum(torch.maximum(tt, lo), hi)
         b1, sl, bk, sr = self._tails()
         s_l, s_r = ((b1 - t) / sl).clamp(min=0), ((t - bk) / sr).clamp(min=0)
-        return hi - u, hi + u - 2 * tt, 2 * (hi - lo), s_l, s_r
+        a = hi - u
+        return a, a + 2 * (u - tt), 2 * (hi - lo), s_l, s_r  # = hi + u - 2t, exact if u = t
 
     def ei(self, best: Tensor, maximize: bool = True) -> Tensor:
         """Expected improvement ``E[max(Y - best, 0)]`` (``maximize=False``:
@@ -393,7 +403,7 @@ class RiemannDistribution(Distribution):
         left = sl * _halfnormal_below(s_l)  # Y = b_1 - σ|Z|
         right = 2 * sr * _normal_partial(s_r) + (bk - t).clamp(min=0)  # Y = b_{K-1} + σ|Z|
         contrib = self._per_bucket(left, a * c / w2, right)
-        return (torch.softmax(self.logits, -1) * contrib).sum(-1).clamp(min=0)
+        return (self._bucket_probs * contrib).sum(-1).clamp(min=0)
 
     def log_ei(self, best: Tensor, maximize: bool = True) -> Tensor:
         """``log ei(best, maximize)``, ``[*best.shape ∪ batch_shape]``, computed in log space.
@@ -401,10 +411,11 @@ class RiemannDistribution(Distribution):
         The log of each bucket's partial expectation is combined with ``log p_k`` by
         logsumexp, and the right tail's ``log E[(Z - s)^+]`` never leaves log space, so the
         value and its gradients (w.r.t. ``best``, logits and borders) stay finite and accurate
-        wherever EI > 0, however far beyond the outer tail ``best`` is (in float32 too), and
-        ``d log_ei / d best = -pi(best) / ei(best)`` (``+`` with ``maximize=False``). With
-        ``tails=False``, EI is exactly 0 for ``best >= b_K`` (``best <= b_0`` if minimising):
-        ``log_ei`` is ``-inf`` there, with a zero gradient.
+        far beyond the outer tail, where :meth:`ei` is 0 (in float32 too, as long as ``s²``
+        for ``s = (best - b_{K-1}) / σ_R`` is finite); ``d log_ei / d best = -pi / ei``
+        (``+pi / ei`` with ``maximize=False``). With ``tails=False``, EI is exactly 0 for
+        ``best >= b_K`` (``best <= b_0`` if minimising): ``log_ei`` is ``-inf`` there, with a
+        zero gradient.
         """
         if not maximize:
             return self._reflect().log_ei(-self._prep(best), maximize=True)
