@@ -5,10 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import linalg, optimize, stats
+from scipy.spatial.distance import cdist
 from scipy.stats import norm
 
 from priorfit.baselines import NUTSGP, GaussianMixturePredictive, map2, mle2
-from priorfit.baselines.gp_hyper import _jax_correlation
+from priorfit.baselines.gp_hyper import MLE2_BOUNDS, _jax_correlation
 from priorfit.priors import (
     GP,
     Gamma,
@@ -31,6 +33,57 @@ def assert_matches_gp(predictive: GaussianMixturePredictive, gp: GP, data, rtol:
     mean, var = gp.posterior(*data[:3])
     np.testing.assert_allclose(predictive.mean_prediction(), mean.numpy(), rtol=rtol, atol=rtol)
     np.testing.assert_allclose(predictive.total_variance(), var.numpy(), rtol=rtol)
+
+
+def fitted_hyperparameters(predictive: GaussianMixturePredictive) -> np.ndarray:
+    """The S = 1 plug-in's ``[lengthscale_1, ..., lengthscale_d, outputscale, noise]``."""
+    h = predictive.hyperparameters
+    return np.r_[h["lengthscale"][0], h["outputscale"][0], h["noise"][0]]
+
+
+# ---------------------------------------------------------------- an independent reference
+# The GP in closed form with numpy/scipy only (neither priorfit nor scikit-learn), and a
+# multi-start optimiser: the ground truth for the checks under genuinely uncertain hyperpriors.
+
+
+def reference_gp(kernel: str, x, y, xs, lengthscale, outputscale, noise):
+    """``(log marginal likelihood, mean [m], var [m])`` of the noisy target of the zero-mean GP
+    ``outputscale * k(r) + noise * I`` with ARD ``lengthscale``, at ``xs``."""
+    def k(a, b):
+        r = cdist(a / lengthscale, b / lengthscale)
+        if kernel == "rbf":
+            return outputscale * np.exp(-0.5 * r**2)
+        s = math.sqrt({"matern32": 3, "matern52": 5}[kernel]) * r
+        poly = 1 + s if kernel == "matern32" else 1 + s + s**2 / 3
+        return outputscale * poly * np.exp(-s)
+
+    factor = linalg.cho_factor(k(x, x) + noise * np.eye(len(x)), lower=True)
+    alpha, cross = linalg.cho_solve(factor, y), k(x, xs)
+    log_det = 2 * np.log(factor[0].diagonal()).sum()
+    lml = -0.5 * (y @ alpha + log_det + len(x) * math.log(2 * math.pi))
+    var = outputscale + noise - (cross * linalg.cho_solve(factor, cross)).sum(0)
+    return lml, cross.T @ alpha, var
+
+
+def maximise(objective, bounds, starts=8, seed=0):
+    """``(argmax, max)`` of ``objective(values)`` over positive values within ``bounds``:
+    L-BFGS-B on their logs from ``starts`` points drawn log-uniformly in [0.03, 3] (clipped to
+    ``bounds``); the best end point wins. A numerically singular covariance scores -1e10."""
+    log_bounds = np.log(np.asarray(bounds, dtype=float))
+
+    def loss(log_values):
+        try:
+            return -objective(np.exp(log_values))
+        except np.linalg.LinAlgError:
+            return 1e10
+
+    rng = np.random.default_rng(seed)
+    best = None
+    for _ in range(starts):
+        start = np.clip(rng.uniform(math.log(0.03), math.log(3), len(bounds)), *log_bounds.T)
+        result = optimize.minimize(loss, start, method="L-BFGS-B", bounds=log_bounds)
+        best = result if best is None or result.fun < best.fun else best
+    return np.exp(best.x), -best.fun
 
 
 # ---------------------------------------------------------------- the mixture predictive
@@ -65,8 +118,8 @@ def test_mixture_rejects_bad_input():
 # ---------------------------------------------------------------- MLE-II
 
 
-def test_mle2_matches_sklearn_and_the_exact_gp_with_plenty_of_data():
-    sklearn_gp = pytest.importorskip("sklearn.gaussian_process")
+def test_mle2_recovers_the_exact_gp_with_plenty_of_data():
+    """With 300 points MLE-II finds the true noise and predicts like the true GP."""
     gp = GP(num_features=2, kernel="matern32", lengthscale=[0.3, 0.6], outputscale=2.0, noise=0.1)
     data = gp_data(gp, n=300)
     predictive = mle2(*data[:3], kernel="matern32", restarts=1)
@@ -75,15 +128,28 @@ def test_mle2_matches_sklearn_and_the_exact_gp_with_plenty_of_data():
     assert fitted["lengthscale"].shape == (1, 2)
     assert fitted["noise"][0] == pytest.approx(0.1, rel=0.3)
     assert_matches_gp(predictive, gp, data, rtol=0.1)
-    # the plug-in GP is scikit-learn's own fitted model
-    k = sklearn_gp.kernels
-    kernel = k.ConstantKernel(fitted["outputscale"][0], "fixed") * k.Matern(
-        fitted["lengthscale"][0], "fixed", nu=1.5
-    ) + k.WhiteKernel(fitted["noise"][0], "fixed")
-    model = sklearn_gp.GaussianProcessRegressor(kernel, optimizer=None, alpha=0.0)
-    mean, std = model.fit(data[0], data[1]).predict(data[2], return_std=True)
-    np.testing.assert_allclose(predictive.mean[0], mean, rtol=1e-7)
-    np.testing.assert_allclose(predictive.var[0], std**2, rtol=1e-7)
+
+
+def test_mle2_maximises_the_marginal_likelihood_computed_independently():
+    """mle2's hyperparameters maximise the closed-form log marginal likelihood (numpy, maximised
+    by scipy within MLE2_BOUNDS), its reported maximum is that likelihood, and its predictive is
+    the closed-form GP predictive at the maximiser."""
+    gp = GP(num_features=2, kernel="matern32", lengthscale=[0.3, 0.6], outputscale=2.0, noise=0.1)
+    x, y, xs, _ = (v.numpy() for v in gp_data(gp, n=40))
+    predictive = mle2(x, y, xs, kernel="matern32")
+
+    def lml(h):
+        return reference_gp("matern32", x, y, xs, h[:2], h[2], h[3])[0]
+
+    bounds = [MLE2_BOUNDS[h] for h in ("lengthscale", "lengthscale", "outputscale", "noise")]
+    best, best_lml = maximise(lml, bounds)
+    fitted = fitted_hyperparameters(predictive)
+    assert predictive.info["log_marginal_likelihood"] == pytest.approx(lml(fitted), abs=1e-6)
+    assert lml(fitted) == pytest.approx(best_lml, abs=1e-4)
+    np.testing.assert_allclose(fitted, best, rtol=1e-2)
+    _, mean, var = reference_gp("matern32", x, y, xs, best[:2], best[2], best[3])
+    np.testing.assert_allclose(predictive.mean[0], mean, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(predictive.var[0], var, rtol=1e-3)
 
 
 # ---------------------------------------------------------------- MAP-II
@@ -134,6 +200,62 @@ def test_map2_is_the_exact_gp_under_a_point_mass_hyperprior():
     np.testing.assert_allclose(predictive.hyperparameters["lengthscale"], 0.3, rtol=0.01)
 
 
+# Genuinely uncertain hyperpriors: the paper's App. F (all Gamma) in 1-D, and one of each family
+# in 2-D with the lengthscales scaled by sqrt(2 inputs); each with its log density from scipy.
+MAP_CASES = {  # (true GP, number of points, hyperprior, its log density, bounds for scipy)
+    "app-f-1d": (
+        GP(num_features=1, kernel="matern52", lengthscale=0.3, outputscale=2.0, noise=0.05),
+        8,
+        GPHyperPrior(num_features=1),
+        lambda ls, os_, noise: stats.gamma(3.0, scale=1 / 6.0).logpdf(ls).sum()
+        + stats.gamma(2.0, scale=1 / 0.15).logpdf(os_)
+        + stats.gamma(1.1, scale=1 / 0.05).logpdf(noise),
+        [(1e-3, 1e2)] * 3,
+    ),
+    "mixed-2d": (
+        GP(num_features=2, kernel="rbf", lengthscale=[0.3, 0.6], outputscale=1.0, noise=0.01),
+        15,
+        GPHyperPrior(
+            num_features=2,
+            kernel="rbf",
+            lengthscale=LogNormal(math.log(0.3), 0.5),
+            lengthscale_dim_scaling=0.5,
+            outputscale=Gamma(2.0, 2.0),
+            noise=LogUniform(1e-3, 1.0),
+        ),
+        lambda ls, os_, noise: stats.lognorm(0.5, scale=0.3 * math.sqrt(2)).logpdf(ls).sum()
+        + stats.gamma(2.0, scale=1 / 2.0).logpdf(os_)
+        + stats.loguniform(1e-3, 1.0).logpdf(noise),
+        [(1e-3, 1e2)] * 3 + [(1.001e-3, 0.999)],  # inside the LogUniform noise
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MAP_CASES))
+def test_map2_maximises_the_log_posterior_computed_independently(case):
+    """Under wide hyperpriors and little data (where the hyperprior moves the optimum far from
+    MLE-II), map2's hyperparameters maximise log marginal likelihood + log hyperprior density,
+    both in closed form with numpy/scipy and maximised by scipy; its reported maximum is that
+    log posterior and its predictive the closed-form GP predictive at the maximiser."""
+    gp, n, prior, log_hyperprior, bounds = MAP_CASES[case]
+    d = gp.num_features
+    x, y, xs, _ = (v.numpy() for v in gp_data(gp, n))
+
+    def lml(h):
+        return reference_gp(gp.kernel, x, y, xs, h[:d], h[d], h[d + 1])[0]
+
+    best, best_value = maximise(lambda h: lml(h) + log_hyperprior(h[:d], h[d], h[d + 1]), bounds)
+    mle, _ = maximise(lml, [(1e-5, 1e5)] * (d + 2))
+    assert np.abs(best / mle - 1).max() > 0.2  # the hyperprior matters: MAP-II is not MLE-II
+    predictive = map2(x, y, xs, prior)
+    fitted = fitted_hyperparameters(predictive)
+    assert predictive.info["log_posterior"] == pytest.approx(best_value, abs=1e-5)
+    np.testing.assert_allclose(fitted, best, rtol=1e-3)
+    _, mean, var = reference_gp(gp.kernel, x, y, xs, best[:d], best[d], best[d + 1])
+    np.testing.assert_allclose(predictive.mean[0], mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(predictive.var[0], var, rtol=1e-4)
+
+
 def test_map2_recovers_the_hyperparameters_from_a_large_dataset():
     gp = GP(num_features=2, kernel="matern52", lengthscale=[0.2, 0.6], outputscale=4.0, noise=0.2)
     data = gp_data(gp, n=300, seed=1)
@@ -176,6 +298,44 @@ def test_nuts_is_the_exact_gp_under_a_nearly_point_mass_hyperprior():
     assert predictive.num_components == 32
     np.testing.assert_allclose(predictive.hyperparameters["outputscale"], 2.0, rtol=0.01)
     assert_matches_gp(predictive, gp, data, rtol=0.02)
+
+
+def test_nuts_matches_quadrature_over_a_wide_lengthscale_hyperprior():
+    """With lengthscale ~ LogUniform(0.01, 10) and the rest fixed, the posterior predictive is a
+    1-D integral, done here by quadrature: p(ℓ | y) ∝ p(y | ℓ) p(ℓ) on a fine grid of log ℓ,
+    mixing closed-form GP predictives. NUTS's mixture mean and variance must match it within 4
+    Monte Carlo standard errors of its effective sample size (the posterior spread of the
+    component means, and of their contributions to the variance, over sqrt(ESS)). Four points
+    leave ℓ very uncertain: a plug-in at the posterior median has under half the variance."""
+    pytest.importorskip("numpyro")
+    x, y = np.array([[0.1], [0.2], [0.8], [0.9]]), np.array([0.5, 0.6, -0.4, -0.6])
+    xs = np.array([[0.35], [0.5], [1.1]])
+    log_prior = stats.loguniform(0.01, 10.0).logpdf
+    grid = np.geomspace(0.01, 10.0, 2001)
+    fits = [reference_gp("matern32", x, y, xs, ls, 1.0, 0.01) for ls in grid]
+    lml, means, variances = (np.array(v) for v in zip(*fits, strict=True))
+    log_w = lml + log_prior(grid) + np.log(grid)  # density of log ℓ on the evenly spaced grid
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    mean = w @ means
+    contribution = variances + (means - mean) ** 2  # its w-average is the predictive variance
+    var = w @ contribution
+    mean_spread = np.sqrt(w @ (means - mean) ** 2)
+    var_spread = np.sqrt(w @ (contribution - var) ** 2)
+    median = grid[np.searchsorted(np.cumsum(w), 0.5)]
+    assert (reference_gp("matern32", x, y, xs, median, 1.0, 0.01)[2] < var / 2).all()
+
+    prior = GPHyperPrior(
+        kernel="matern32", lengthscale=LogUniform(0.01, 10.0), outputscale=1.0, noise=0.01
+    )
+    predictive = NUTSGP(prior, num_warmup=500, num_samples=4000, max_components=4000)(x, y, xs)
+    assert predictive.info["num_divergences"] == 0 and predictive.info["min_ess"] > 500
+    draws = min(predictive.info["min_ess"], 4000)
+    mean_error = (predictive.mean_prediction() - mean) / (mean_spread / math.sqrt(draws))
+    assert (np.abs(mean_error) < 4).all(), f"mean off by {mean_error.round(1)} standard errors"
+    var_error = (predictive.total_variance() - var) / (var_spread / math.sqrt(draws))
+    assert (np.abs(var_error) < 4).all(), f"variance off by {var_error.round(1)} standard errors"
+    assert (4 * var_spread / math.sqrt(draws) < var / 4).all()  # so a 2x error cannot pass
 
 
 def test_nuts_is_reproducible_reports_diagnostics_and_compiles_once():

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,30 +43,35 @@ def test_each_shipped_model_is_what_its_config_trains(name):
             assert value == expected[key], key
 
 
+@pytest.mark.xfail(
+    strict=True,  # an XPASS fails: once a better gp-1d ships, drop this mark
+    raises=AssertionError,  # a demo that crashes or writes no plot is a real failure
+    reason="the shipped gp-1d departs from the exact GP in the gap x in 0.45-0.65 (measured: "
+    "at x=0.5 PFN mean -1.61, 95% [-2.13, -1.11], exact -2.31, 95% [-2.78, -1.84]; largest "
+    "|mean difference| 0.87 at x=0.575; mean |difference| 0.23 over the grid)",
+)
 def test_demo_prints_pfn_next_to_exact_gp(tmp_path, capsys):
+    """The demo writes its plot and table, and over the whole grid x in [0, 1] the shipped gp-1d
+    model matches the exact GP posterior: each mean inside the other's 95% interval everywhere,
+    mean |difference| of the means under 0.1 and of the interval widths under 15%."""
     from priorfit.demo import run_demo
 
     result = run_demo("gp-1d", tmp_path)
-    assert (tmp_path / "demo.png").stat().st_size > 0
-    assert "95% interval" in capsys.readouterr().out
-    # Near the observations the shipped 1-D model tracks the exact posterior closely; in the
-    # wide gap (x in 0.45-0.7) after a steep descent it extrapolates more cautiously than the
-    # exact GP, but the two 95% intervals still overlap everywhere.
-    x = result["x"]
-    near = np.abs(x[:, None] - np.loadtxt(_demo_csv(), delimiter=",", skiprows=2)[:, 0]).min(1)
-    close = near < 0.03
-    assert np.abs(result["pfn_mean"] - result["exact_mean"])[close].mean() < 0.1
+    if not (tmp_path / "demo.png").stat().st_size > 0:  # pytest.fail: not the expected failure
+        pytest.fail("the demo wrote an empty plot")
+    if "95% interval" not in capsys.readouterr().out:
+        pytest.fail("the demo printed no table")
+    x, pfn, exact = result["x"], result["pfn_mean"], result["exact_mean"]
+    outside = (pfn < result["exact_lower"]) | (pfn > result["exact_upper"])
+    outside |= (exact < result["pfn_lower"]) | (exact > result["pfn_upper"])
+    assert not outside.any(), (
+        f"a mean outside the other's 95% interval at {outside.sum()} of {len(x)} grid points, "
+        f"x in [{x[outside].min():.3f}, {x[outside].max():.3f}]"
+    )
+    assert np.abs(pfn - exact).mean() < 0.1
     exact_width = result["exact_upper"] - result["exact_lower"]
     pfn_width = result["pfn_upper"] - result["pfn_lower"]
-    assert np.abs(pfn_width / exact_width - 1)[close].mean() < 0.15
-    assert (result["pfn_lower"] < result["exact_upper"]).all()
-    assert (result["exact_lower"] < result["pfn_upper"]).all()
-
-
-def _demo_csv():
-    from importlib import resources
-
-    return resources.files("priorfit.data").joinpath("demo_1d.csv")
+    assert np.abs(pfn_width / exact_width - 1).mean() < 0.15
 
 
 def test_predict_command_reads_csv(tmp_path, capsys):
@@ -100,13 +106,20 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("bench", sorted(BENCHES))
 def test_bench_quick_smoke(bench, tmp_path):
+    """Each benchmark runs with --quick and writes its JSON and plots. The real datasets (for
+    bench regression) are read from $PRIORFIT_DATA, else from ../shared/data next to the
+    repository; missing, they fail the test rather than skip it."""
     if bench == "train-speed":
         pytest.importorskip("pfns", reason="train-speed compares against pfns ([bench] extra)")
     if bench in ("bnn", "gp-hyper"):
         pytest.importorskip("numpyro", reason=f"{bench} runs NUTS with numpyro ([bench] extra)")
-    data = Path(__file__).parents[2] / "shared" / "data"  # real data, outside the repository
+    data = Path(os.environ.get("PRIORFIT_DATA") or Path(__file__).parents[2] / "shared" / "data")
     if bench == "regression" and not (data / "regression").is_dir():
-        pytest.skip(f"bench regression needs the real datasets in {data}")
+        pytest.fail(
+            f"bench regression needs the real datasets in {data / 'regression'}, which does not "
+            "exist: set PRIORFIT_DATA to the data directory that holds regression/ (default "
+            "../shared/data relative to the repository root)"
+        )
     assert main(["bench", bench, "--quick", "--out", str(tmp_path), "--data", str(data)]) == 0
     result = json.loads((tmp_path / f"{bench}.json").read_text())
     assert result["bench"] == bench and result["rows"] and result["summary"]
