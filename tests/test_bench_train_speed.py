@@ -1,6 +1,8 @@
 """``priorfit bench train-speed``: scoring, table and plot without pfns; a slow smoke test of each
 package's training process (the pfns one skips when pfns is not installed)."""
 
+import ast
+import builtins
 import importlib.util
 import json
 import math
@@ -14,6 +16,9 @@ import torch
 
 from priorfit.bench import Result, train_speed
 from priorfit.priors.gp import GP
+from priorfit.train.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def fake_runs(offsets: dict, per_size: int = 4) -> dict:
@@ -31,6 +36,37 @@ def fake_runs(offsets: dict, per_size: int = 4) -> dict:
             "loss_curve": [[1.0, 1.5], [40.0, 1.2]],
         }
     return runs
+
+
+def test_gp_paper_configs_are_those_of_the_config_file():
+    """The card of the shipped gp-paper model holds the recipe of configs/gp-paper.toml."""
+    prior, model_config, train_config = train_speed.gp_paper_configs()
+    expected_prior, expected_model, expected_train = load_config(ROOT / "configs" / "gp-paper.toml")
+    assert prior == expected_prior
+    assert model_config == expected_model
+    assert train_config == expected_train
+
+
+def test_bench_does_not_need_the_source_tree(monkeypatch):
+    """Installed, the package has no configs/ folder: the bench neither builds paths from its
+    own location nor reads a config file."""
+    tree = ast.parse(Path(train_speed.__file__).read_text())
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert "__file__" not in names and "load_config" not in names
+    assert not hasattr(train_speed, "CONFIG")
+    configs = (ROOT / "configs").resolve()
+    real_open = builtins.open
+
+    def guarded_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and configs in Path(file).resolve().parents:
+            raise AssertionError(f"the bench read {file} from the source tree")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: guarded_open(self).read())
+    prior, model_config, train_config = train_speed.gp_paper_configs()
+    assert prior.num_features == model_config.num_features == 5
+    assert train_config.batch_size == 32
 
 
 def test_missing_pfns_points_to_the_bench_extra(monkeypatch):

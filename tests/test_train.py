@@ -1,8 +1,10 @@
 """Training: configs, the data stream, checkpoints and exact resumption, DDP, learning."""
 
 import dataclasses
+import inspect
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +13,10 @@ import pytest
 import torch
 
 import priorfit as pf
+from priorfit.train import loop
 from priorfit.train.config import TrainConfig, load_config
 from priorfit.train.data import micro_batches, train_size_probs
+from priorfit.train.optim import param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = pf.ModelConfig(num_features=1, num_outputs=32, d_model=16, num_heads=2,
@@ -39,7 +43,7 @@ def test_train_writes_model_metrics_and_card(tmp_path):
     assert loaded.card["steps"] == 6
     assert loaded.card["prior"] == pf.priors.prior_to_config(PRIOR)
     assert set(loaded.card["validation"]) >= {"val_nll", "val_exact_nll", "val_gap"}
-    torch.testing.assert_close(loaded.borders, model.borders)
+    torch.testing.assert_close(loaded.head.borders, model.head.borders)
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -61,6 +65,42 @@ def test_resume_continues_exactly(tmp_path):
     assert metric_steps(tmp_path / "b") == [(1, "loss"), (2, "loss"), (2, "val")]
 
 
+class Killed(BaseException):
+    """Stands for the process being killed (SIGKILL, Ctrl-C) just after writing a checkpoint."""
+
+
+def test_resume_after_a_kill_mid_run_is_exact(tmp_path, monkeypatch):
+    """Killed after step 3 of 7 and resumed, a run with dropout, a data worker and gradient
+    accumulation ends with the weights of the uninterrupted run: model, optimiser, schedule,
+    data stream and the random state that draws dropout masks all continue where they were."""
+    model_config = dataclasses.replace(TINY_MODEL, dropout=0.3)
+    settings = dict(steps=7, accumulation=2, num_workers=1, checkpoint_every=1)
+    straight = pf.train(PRIOR, tiny_train(tmp_path / "a", **settings), model_config,
+                        progress=False)
+
+    save = loop._save_checkpoint
+    signature = inspect.signature(save)
+
+    def save_then_die(*args, **kwargs):
+        save(*args, **kwargs)
+        if signature.bind(*args, **kwargs).arguments["step"] == 3:
+            raise Killed
+
+    monkeypatch.setattr(loop, "_save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        pf.train(PRIOR, tiny_train(tmp_path / "b", **settings), model_config, progress=False)
+    monkeypatch.undo()
+    checkpoint = torch.load(tmp_path / "b" / "run" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 3
+    resumed = pf.train(PRIOR, tiny_train(tmp_path / "b", **settings), model_config,
+                       resume=True, progress=False)
+    assert resumed.card["steps"] == 7
+    pairs = zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True)
+    for (name, a), b in pairs:
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    assert metric_steps(tmp_path / "b") == metric_steps(tmp_path / "a")
+
+
 def metric_steps(path: Path) -> list[tuple[int, str]]:
     lines = (path / "run" / "metrics.jsonl").read_text().splitlines()
     return [(r["step"], "loss" if "loss" in r else "val") for r in map(json.loads, lines)]
@@ -80,6 +120,29 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
     with pytest.raises(ValueError, match="unreadable"):
         pf.train(PRIOR, config, TINY_MODEL, resume=True, progress=False)
+
+
+def test_weight_decay_skips_norms_and_biases(tmp_path):
+    """Weight matrices and embeddings are decayed; norm gains and biases never are, and the
+    training loop's optimiser is built from these groups."""
+    config = tiny_train(tmp_path, steps=1, weight_decay=0.5)
+    model = pf.train(PRIOR, config, TINY_MODEL, progress=False)
+    decay, no_decay = param_groups(model, 0.5)
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.5, 0.0)
+    decayed, kept = ({id(p) for p in group["params"]} for group in (decay, no_decay))
+    named = dict(model.named_parameters())
+    assert decayed.isdisjoint(kept) and decayed | kept == {id(p) for p in named.values()}
+    norms = {prefix for prefix, m in model.named_modules() if "Norm" in type(m).__name__}
+    assert norms, "the model has no norm layers to check"
+    in_norms = [name for name in named if name.rpartition(".")[0] in norms]
+    biases = [name for name in named if name.endswith("bias")]
+    assert in_norms and biases
+    assert [name for name in in_norms + biases if id(named[name]) not in kept] == []
+    assert [name for name, p in named.items() if p.dim() >= 2 and id(p) not in decayed] == []
+    # the optimiser of the run (as its checkpoint saved it) has the same two groups
+    state = torch.load(Path(config.out_dir) / "checkpoint.pt", weights_only=True)["optimizer"]
+    groups = [(g["weight_decay"], len(g["params"])) for g in state["param_groups"]]
+    assert groups == [(0.5, len(decay["params"])), (0.0, len(no_decay["params"]))]
 
 
 def test_data_stream_does_not_depend_on_workers(tmp_path):
@@ -154,45 +217,118 @@ def test_shipped_configs_load():
 
 
 DDP_SCRIPT = """
-import sys, torch, priorfit as pf
+import json, os, sys, time, torch, priorfit as pf
 sys.path.insert(0, {tests!r})
 from test_train import PRIOR, TINY_MODEL, tiny_train
 from pathlib import Path
-config = tiny_train(Path({out!r}), steps=3, accumulation={accumulation})
+rank, slept = int(os.environ.get("RANK", "0")), []
+if {sgd!r}:
+    # plain SGD, called like AdamW (param groups, lr): its step is proportional to the
+    # gradient, so a gradient off by a factor changes the weights (AdamW's would not)
+    torch.optim.AdamW = torch.optim.SGD
+if rank == 1 and {slow_rank_s!r}:
+    # rank 1 sleeps once a step between the gradient all-reduce and reading its clock, so
+    # its clock runs a step ahead of rank 0's
+    clip = torch.nn.utils.clip_grad_norm_
+    def slow_clip(*args, **kwargs):
+        time.sleep({slow_rank_s!r})
+        slept.append(1)
+        return clip(*args, **kwargs)
+    torch.nn.utils.clip_grad_norm_ = slow_clip
+config = tiny_train(Path({out!r}), **{overrides!r})
 model = pf.train(PRIOR, config, TINY_MODEL, progress=False)
-if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
-    sys.exit(0)
-torch.save(model.state_dict(), {out!r} + "/weights.pt")
+result = {{"steps": model.card["steps"], "slept": len(slept)}}
+Path({out!r}, f"rank-{{rank}}.json").write_text(json.dumps(result))
+if rank == 0:
+    torch.save(model.state_dict(), {out!r} + "/weights.pt")
 """
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-def run_python(args, tmp_path, name, accumulation):
-    out = str(tmp_path / name)
-    Path(out).mkdir()
+def run_script(launcher: list[str], tmp_path: Path, name: str, *, sgd: bool = False,
+               slow_rank_s: float = 0.0, timeout: float = 90, **overrides) -> Path:
+    """Train in a subprocess (``launcher``: python, or torchrun with 2 CPU processes) with
+    :func:`tiny_train` settings ``overrides``; returns its output folder. A run that does not
+    finish in ``timeout`` seconds (a hang) is stopped, its training processes included, and
+    fails the test."""
+    out = tmp_path / name
+    out.mkdir()
     script = tmp_path / f"{name}.py"
-    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), out=out,
-                                        accumulation=accumulation))
+    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), out=str(out), sgd=sgd,
+                                        slow_rank_s=slow_rank_s, overrides=overrides))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([*args, str(script)], check=True, env=env, cwd=tmp_path, timeout=300,
-                   capture_output=True)
-    return torch.load(Path(out) / "weights.pt", weights_only=True)
+    log = tmp_path / f"{name}.log"  # a file, not a pipe: stray workers cannot block reading it
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen([*launcher, str(script)], env=env, cwd=tmp_path, stdout=sink,
+                                stderr=subprocess.STDOUT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop(proc, script)
+            pytest.fail(f"{name} hung (stopped after {timeout} s):\n{log.read_text()[-3000:]}")
+    assert proc.returncode == 0, f"{name} failed:\n{log.read_text()[-3000:]}"
+    return out
+
+
+def stop(proc: subprocess.Popen, script: Path) -> None:
+    """Stop a hung run: SIGTERM lets torchrun stop its workers (which run in sessions of their
+    own); any worker of ``script`` still alive after that is killed by its process id."""
+    workers = [int(p.name) for p in Path("/proc").glob("[0-9]*") if _runs(p, script)]
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for pid in workers:
+        if _runs(Path("/proc", str(pid)), script):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _runs(proc_dir: Path, script: Path) -> bool:
+    """Whether the process of ``/proc/<pid>`` runs ``script``."""
+    try:
+        return str(script) in (proc_dir / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path):
-    """torchrun with 2 CPU processes (gloo) equals 1 process accumulating both shares."""
-    single = run_python([sys.executable], tmp_path, "single", accumulation=2)
-    ddp = run_python([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                      "--nproc_per_node=2"], tmp_path, "ddp", accumulation=1)
+    """torchrun with 2 CPU processes (gloo) equals 1 process accumulating both shares.
+
+    Trained with plain SGD and no clipping, so that a gradient scaled wrongly (by the number of
+    processes or of accumulation steps) shows in the weights: AdamW's normalised step and
+    clipping would hide it."""
+    settings = dict(steps=3, lr=0.05, grad_clip=0.0, sgd=True)
+    single = run_script([sys.executable], tmp_path, "single", accumulation=2, **settings)
+    ddp = run_script(TORCHRUN, tmp_path, "ddp", accumulation=1, **settings)
+    for out in (single, ddp):  # the loop did use SGD
+        state = torch.load(out / "run" / "checkpoint.pt", weights_only=True)["optimizer"]
+        assert all("momentum" in g and "betas" not in g for g in state["param_groups"])
+    single, ddp = (torch.load(out / "weights.pt", weights_only=True) for out in (single, ddp))
     for name, value in single.items():
         torch.testing.assert_close(ddp[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_two_process_time_limit_stops_every_rank_at_the_same_step(tmp_path):
+    """Under a time limit, ranks whose clocks disagree still stop together (no hang)."""
+    out = run_script(TORCHRUN, tmp_path, "ddp", slow_rank_s=0.5, timeout=60, steps=1000,
+                     time_limit_s=1.2, grad_clip=1.0, val_every=10**6, checkpoint_every=10**6)
+    ranks = [json.loads((out / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+    assert ranks[0]["slept"] == 0 and ranks[1]["slept"] >= 1  # rank 1 was the slow one
+    assert ranks[0]["steps"] == ranks[1]["steps"], ranks
+    assert 1 <= ranks[0]["steps"] < 1000
+    checkpoint = torch.load(out / "run" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == ranks[0]["steps"]
 
 
 @pytest.mark.slow
 def test_pfn_learns_beta_bernoulli_posterior(tmp_path):
     """A small PFN trained briefly on coin flips approaches the exact Beta posterior."""
     prior = pf.priors.BetaBernoulli(a=1.0, b=1.0)
-    config = pf.ModelConfig(num_features=1, num_outputs=2, task="classification", d_model=32,
+    config = pf.ModelConfig(num_features=1, num_outputs=2, head="classes", d_model=32,
                             num_heads=2, num_layers=2, d_ff=64)
     train = tiny_train(tmp_path, steps=400, batch_size=32, seq_len=24, max_train=20, lr=3e-3,
                        warmup_steps=20, val_every=400, val_batches=8, checkpoint_every=400,

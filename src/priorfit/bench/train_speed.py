@@ -1,11 +1,12 @@
 """``priorfit bench train-speed``: priorfit against ``pfns`` 0.4.2 at equal CPU training time.
 
-Both train a PFN of the size in ``configs/gp-paper.toml`` on its GP prior with the same batches
-(32 datasets of 128 points, 0-100 of them training points, paper weighting), learning rate and
-warm-up + cosine schedule, each with its own training loop, prior sampler, criterion and
-prediction path, one after the other, each in its own process (same ``torch.set_num_threads``,
-``OMP_WAIT_POLICY=PASSIVE``, no data-loader workers, the same precision: bf16 autocast on CPU,
-pfns's default and priorfit's ``cpu_amp``). Each run times a few
+Both train a PFN of the size of the shipped ``gp-paper`` model on its GP prior (the recipe in
+its model card, that of ``configs/gp-paper.toml``, so an installed package needs no source tree)
+with the same batches (32 datasets of 128 points, 0-100 of them training points, paper
+weighting), learning rate and warm-up + cosine schedule, each with its own training loop, prior
+sampler, criterion and prediction path, one after the other, each in its own process (same
+``torch.set_num_threads``, ``OMP_WAIT_POLICY=PASSIVE``, no data-loader workers, the same
+precision: bf16 autocast on CPU, pfns's default and priorfit's ``cpu_amp``). Each run times a few
 of its own steps, sizes its schedule to end at the budget and is stopped at the budget
 (priorfit: ``time_limit_s``; pfns: a KeyboardInterrupt from its batch function, which
 ``pfns.train.train`` catches, returning the model). Both are then scored on the same held-out
@@ -41,16 +42,33 @@ from priorfit.bench import Result, mean_se, seconds_per_call
 SIZES = (1, 2, 4, 8, 16, 32, 64, 100)
 SEED = 20_221_024  # held-out data, as in ``priorfit bench gp``
 METHODS = ("priorfit", "pfns-0.4.2")
-CONFIG = Path(__file__).resolve().parents[3] / "configs" / "gp-paper.toml"
+MODEL = "gp-paper"  # the shipped model whose prior, architecture and recipe are benchmarked
+
+
+def gp_paper_configs():
+    """``(prior, ModelConfig, TrainConfig)`` of the shipped ``gp-paper`` model, from its card.
+
+    These are the settings of ``configs/gp-paper.toml`` that it was trained with; reading them
+    from the card (shipped inside the package) lets the benchmark run from an installed package.
+    The model config is the one :func:`priorfit.load` builds from the card (which also reads
+    cards written before the current ``ModelConfig`` fields).
+    """
+    from priorfit import load
+    from priorfit.priors.base import prior_from_config
+    from priorfit.schema import dataclass_from_dict
+    from priorfit.train.config import TrainConfig
+
+    model = load(MODEL)
+    prior = prior_from_config(model.card["prior"])
+    train_config = dataclass_from_dict(TrainConfig, model.card["train"], f"{MODEL} card train")
+    return prior, replace(model.config), train_config
 
 
 def run(quick: bool, data: Path) -> Result:
     """Train both packages for the budget (600 s; ``quick``: 40 s) and score them."""
     if importlib.util.find_spec("pfns") is None:
         raise ImportError("bench train-speed needs pfns 0.4.2: pip install 'priorfit[bench]'")
-    from priorfit.train.config import load_config
-
-    prior, _, train_config = load_config(CONFIG)
+    prior, _, train_config = gp_paper_configs()
     threads, per_size = torch.get_num_threads(), 50 if quick else 200
     settings = {
         "budget_s": 40.0 if quick else 600.0,
@@ -60,7 +78,7 @@ def run(quick: bool, data: Path) -> Result:
         "warmup_fraction": train_config.warmup_steps / train_config.steps,
     }
     config = {
-        "config": "configs/gp-paper.toml",
+        "config": f"model card of the shipped {MODEL} (as configs/gp-paper.toml)",
         "sizes": list(SIZES),
         "datasets_per_size": per_size,
         "omp_wait_policy": "PASSIVE",
@@ -185,9 +203,9 @@ def _held_out_nll(work: Path, nll_fn) -> dict:
 
 
 def _train_priorfit(s: dict, work: Path) -> dict:
-    from priorfit.train import load_config, train
+    from priorfit.train import train
 
-    prior, model_config, base = load_config(CONFIG)
+    prior, model_config, base = gp_paper_configs()
     quiet = dict(val_every=10**9, val_batches=1, checkpoint_every=10**9)
     base = replace(base, num_workers=0, device="cpu", cpu_amp=True,
                    border_datasets=s["border_datasets"], **quiet)
@@ -226,10 +244,9 @@ def _train_pfns(s: dict, work: Path) -> dict:
     from pfns.priors.prior import AdhocPriorConfig
     from pfns.train import MainConfig, train
 
-    from priorfit.train.config import load_config
     from priorfit.train.data import train_size_probs
 
-    prior, mc, tc = load_config(CONFIG)
+    prior, mc, tc = gp_paper_configs()
     hps = {"noise": prior.noise, "outputscale": prior.outputscale, "lengthscale": prior.lengthscale}
     weights = train_size_probs(tc).tolist()
 

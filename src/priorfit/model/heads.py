@@ -57,8 +57,14 @@ class Head(nn.Module):
     def distribution(self, logits: Tensor, transform: DataTransform, y_train: Tensor,
                      train_mask: Tensor | None = None) -> Distribution:
         """Predictive of ``logits [*, m, K]`` in user units, batch shape ``[*, m]``; the
-        transform's statistics and ``y_train [*, n]`` have the same leading dims ``*``."""
+        transform's statistics and ``y_train [*, n]`` (user units) have the same leading dims."""
         raise NotImplementedError
+
+    def nll(self, logits: Tensor, target: Tensor, transform: DataTransform, y_train: Tensor,
+            train_mask: Tensor | None = None) -> Tensor:
+        """Per-point NLL ``[B, m]`` of ``target [B, m]`` in user units (validation: comparable
+        with exact posteriors); ``y_train [B, n]`` in user units."""
+        return -self.distribution(logits, transform, y_train, train_mask).log_prob(target)
 
 
 class RiemannHead(Head):
@@ -141,9 +147,10 @@ class BoundedRiemannHead(RiemannHead):
 class CategoricalHead(Head):
     """Logits over ``K = ModelConfig.num_outputs`` classes, labels ``0..K-1`` stored as floats.
 
-    A dataset uses the classes ``0..c-1`` where ``c - 1`` is its largest label (in training over
-    all its points, in prediction over its training points); the other logits are masked, so
-    the loss ignores classes a dataset does not use."""
+    A dataset uses the classes ``0..c-1`` with ``c = max(2, largest label + 1)`` (the largest
+    label over all its points in training and validation, over its training points in
+    prediction); the other logits are masked, so the loss ignores classes a dataset does not
+    use and prediction puts no mass on them."""
 
     name = "classes"
 
@@ -170,9 +177,9 @@ class CategoricalHead(Head):
             )
 
     def _masked(self, logits: Tensor, largest: Tensor) -> Tensor:
-        """Logits ``[*, m, K]`` with classes above ``largest [*]`` set to ``-inf``."""
+        """Logits ``[*, m, K]`` with classes above ``max(1, largest [*])`` set to ``-inf``."""
         classes = torch.arange(self.num_outputs, device=logits.device)
-        unused = classes > largest[..., None, None]
+        unused = classes > largest.clamp(min=1)[..., None, None]
         return logits.masked_fill(unused, -torch.inf)
 
     def _largest(self, y_train: Tensor, train_mask: Tensor | None) -> Tensor:
@@ -192,6 +199,9 @@ class CategoricalHead(Head):
 
     def distribution(self, logits, transform, y_train, train_mask=None):
         return Categorical(logits=self._masked(logits, self._largest(y_train, train_mask)))
+
+    def nll(self, logits, target, transform, y_train, train_mask=None):
+        return self.loss(logits, target, y_train, train_mask)  # labels have no units
 
 
 HEADS: dict[str, type[Head]] = {

@@ -1,7 +1,8 @@
 """Priors: distributions over datasets that a PFN is trained on.
 
 Every class here is found by name by :func:`prior_from_config`, so each prior and input
-distribution must be exported from this namespace.
+distribution must be exported from this namespace; other dataclass priors are recorded as
+``"module:QualName"``.
 """
 
 from priorfit.priors.base import Batch, Mixture, Prior, prior_from_config, prior_to_config

@@ -2,12 +2,14 @@
 
 A prior is anything with ``sample(batch_size, seq_len, *, generator, device) -> Batch`` and a
 ``num_features`` attribute. Priors in this package are dataclasses, so their parameters serialise
-into a model card (:func:`prior_to_config`) and back (:func:`prior_from_config`).
+into a model card (:func:`prior_to_config`) and back (:func:`prior_from_config`); so do a user's
+own dataclass priors, recorded by module and name and rebuilt where that module is importable.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -117,10 +119,15 @@ class Mixture:
 
 
 def prior_to_config(prior: Any) -> dict:
-    """``{"class": name, **parameters}`` of a dataclass prior, nested priors included."""
-    if not dataclasses.is_dataclass(prior):
+    """``{"class": name, **parameters}`` of a dataclass prior, nested priors included.
+
+    The priors of :mod:`priorfit.priors` are named as there (``"GP"``); any other dataclass by
+    where it is defined, ``"module:QualifiedName"`` (e.g. ``"mypkg.priors:MyPrior"``), so that
+    :func:`prior_from_config` can import it again.
+    """
+    if not dataclasses.is_dataclass(prior) or isinstance(prior, type):
         raise TypeError(f"cannot serialise prior of type {type(prior).__name__}: not a dataclass")
-    config: dict[str, Any] = {"class": type(prior).__name__}
+    config: dict[str, Any] = {"class": _class_name(type(prior))}
     for f in dataclasses.fields(prior):
         value = getattr(prior, f.name)
         if dataclasses.is_dataclass(value):
@@ -132,14 +139,14 @@ def prior_to_config(prior: Any) -> dict:
 
 
 def prior_from_config(config: dict) -> Any:
-    """Rebuild a prior (or input distribution) written by :func:`prior_to_config`."""
-    from priorfit import priors  # the registry is the public namespace
+    """Rebuild a prior (or input distribution) written by :func:`prior_to_config`.
 
+    A ``"module:QualifiedName"`` class is found by importing ``module`` (which runs its code, as
+    any import does: rebuild only configs you trust) and looking ``QualifiedName`` up in it;
+    nothing is evaluated. It must be a dataclass.
+    """
     config = dict(config)
-    name = config.pop("class", None)
-    cls = getattr(priors, name, None) if isinstance(name, str) else None
-    if cls is None or not dataclasses.is_dataclass(cls):
-        raise ValueError(f"unknown prior class {name!r} in config")
+    cls = _resolve_class(config.pop("class", None))
 
     def build(value: Any) -> Any:
         if isinstance(value, dict) and "class" in value:
@@ -149,3 +156,63 @@ def prior_from_config(config: dict) -> Any:
         return value
 
     return cls(**{k: build(v) for k, v in config.items()})
+
+
+def _class_name(cls: type) -> str:
+    """How :func:`prior_to_config` names ``cls``: bare for priorfit's priors, else qualified."""
+    from priorfit import priors  # the registry is the public namespace
+
+    if getattr(priors, cls.__name__, None) is cls:
+        return cls.__name__
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _resolve_class(name: Any) -> type:
+    """The dataclass a config's ``"class"`` names (see :func:`prior_to_config`)."""
+    from priorfit import priors
+
+    if not isinstance(name, str) or ":" not in name:
+        cls = getattr(priors, name, None) if isinstance(name, str) else None
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise ValueError(f"unknown prior class {name!r} in config")
+        return cls
+    module_name, _, qualname = name.partition(":")
+    if "<locals>" in qualname.split("."):
+        raise ValueError(
+            f"prior class {qualname!r} of module {module_name!r} was defined inside a function "
+            "and cannot be rebuilt; define it at module level"
+        )
+    modules, attributes = module_name.split("."), qualname.split(".")
+    if not all(part.isidentifier() for part in (*modules, *attributes)) or any(
+        part.startswith("__") for part in attributes
+    ):
+        raise ValueError(f"malformed prior class {name!r} in config; expected 'module:Class'")
+    try:
+        target = importlib.import_module(module_name)
+    except ImportError as error:
+        missing = getattr(error, "name", None)
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            problem = f"module {module_name!r} was not found"
+        else:
+            problem = f"importing module {module_name!r} failed ({error})"
+        raise ValueError(
+            f"cannot rebuild prior class {qualname!r}: {problem}; the module must be importable "
+            "where the config is read (installed, or on PYTHONPATH)"
+        ) from None
+    for attribute in attributes:
+        target = getattr(target, attribute, None)
+        if target is None:
+            hint = (" (it was defined in a script run as __main__; define it in an importable "
+                    "module instead)" if module_name == "__main__" else "")
+            raise ValueError(
+                f"cannot rebuild prior class {qualname!r}: module {module_name!r} does not "
+                f"define it{hint}"
+            )
+    if not isinstance(target, type):
+        raise ValueError(f"{name!r} in config is not a class")
+    if not dataclasses.is_dataclass(target):
+        raise ValueError(
+            f"prior class {qualname!r} of module {module_name!r} is not a dataclass; only "
+            "dataclass priors can be rebuilt from a config"
+        )
+    return target

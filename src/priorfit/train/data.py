@@ -115,6 +115,9 @@ def micro_batches(prior, config: TrainConfig, start_step: int, rank: int) -> Dat
         prefetch_factor=4 if workers else None,
         worker_init_fn=_single_thread,
         multiprocessing_context=context,
+        # its own generator: a DataLoader otherwise draws a seed from the global generator
+        # whenever an iterator starts, which would shift the dropout masks of a resumed run
+        generator=torch.Generator(),
     )
 
 

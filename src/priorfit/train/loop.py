@@ -183,7 +183,7 @@ def micro_batch_nll(forward, model: PFN, micro: MicroBatch, user_units: bool = F
     y_train = transform.y(y[:, :n])
     logits = forward(transform.x(x[:, :n]), y_train, transform.x(x[:, n:]), mask).float()
     if user_units:
-        return -head.distribution(logits, transform, y[:, :n], mask).log_prob(y[:, n:])
+        return head.nll(logits, y[:, n:], transform, y[:, :n], mask)
     return head.loss(logits, transform.y(y[:, n:]), y_train, mask)
 
 
