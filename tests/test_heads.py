@@ -106,3 +106,10 @@ def test_log_prob_of_padded_classes_is_minus_infinity():
     model = build_model(ModelConfig(head="classes", num_outputs=4, **SMALL))
     post = model.predict([[0.0], [1.0]], [0, 1], [[0.5]])
     assert post.log_prob(torch.tensor([3])).item() == -math.inf
+
+
+def test_classes_head_keeps_two_classes_when_training_labels_are_all_zero():
+    """A coin-flip dataset whose flips so far are all 0 can still show a 1 (Beta-Bernoulli)."""
+    model = build_model(ModelConfig(head="classes", num_outputs=4, **SMALL))
+    post = model.predict([[0.0], [0.0]], [0, 0], [[0.0]])
+    assert post.probs[0, 1] > 0 and (post.probs[0, 2:] == 0).all()

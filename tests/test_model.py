@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from priorfit.model import PFN, ModelConfig, build_model
-from priorfit.model.attention import FeedForward
 
 
 @pytest.fixture
@@ -30,7 +29,7 @@ def reference_forward(model: PFN, x_train, y_train, x_test):
     for block in model.blocks:
         q, k, v = block.attn.split(block.norm_attn(h))
         attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-        h = FeedForward.forward(block, h + block.attn.merge(attended))
+        h = block.feed_forward(h + block.attn.merge(attended))
     return model.decoder(model.norm(h[:, n:]))
 
 

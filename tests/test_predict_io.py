@@ -225,8 +225,12 @@ def test_card_of_an_unknown_architecture_or_task_is_refused(model, tmp_path):
 
 def test_files_written_before_heads_still_load(model, tmp_path):
     """Old files name the task instead of the head and store the borders at the top level."""
-    state = model.state_dict()
-    tensors = {("borders" if k == "head.borders" else k): v for k, v in state.items()}
+    old_names = {"head.borders": "borders", ".feed_forward.": "."}
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        for new, old in old_names.items():
+            name = name.replace(new, old)
+        tensors[name] = tensor
     card = {**model.card, "model": {k: v for k, v in vars(model.config).items()
                                     if k not in ("arch", "head", "bounds", "features_per_group",
                                                  "thinking_rows")} | {"task": "regression"}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,6 +133,18 @@ def model_config_from_card(model: dict, where: str = "model card") -> ModelConfi
     return dataclass_from_dict(ModelConfig, model, where)
 
 
+def _upgrade_legacy_names(tensors: dict) -> dict:
+    """Tensor names of files written before architectures and heads were modules: the borders
+    were top-level and the feed-forward layers sat directly in each block."""
+    renamed = {}
+    for name, tensor in tensors.items():
+        if name == "borders":
+            name = "head.borders"
+        name = re.sub(r"^blocks\.(\d+)\.(norm_ff|ff)\.", r"blocks.\1.feed_forward.\2.", name)
+        renamed[name] = tensor
+    return renamed
+
+
 def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu"):
     """Load a PFN from a file written by ``PFN.save``, or by name from the shipped zoo."""
     path = Path(name_or_path)
@@ -143,8 +156,8 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
             )
         path = zoo.path(str(name_or_path))
     tensors, card = io.read(path, device=device)
-    if "borders" in tensors:  # files written before heads were modules
-        tensors["head.borders"] = tensors.pop("borders")
+    if "arch" not in card.get("model", {}):  # written before architectures and heads
+        tensors = _upgrade_legacy_names(tensors)
     try:
         config = model_config_from_card(card["model"])
     except (KeyError, TypeError) as error:

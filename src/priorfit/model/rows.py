@@ -30,13 +30,15 @@ RowsCache = tuple[list[tuple[Tensor, Tensor]], Tensor | None]
 the training mask ``[B, n]`` (``None``: every training point is real)."""
 
 
-class Block(FeedForward):
+class Block(nn.Module):
     """Pre-norm transformer block: attention with the PFN mask, then the feed-forward block."""
 
     def __init__(self, config):
-        super().__init__(config.d_model, config.d_ff, config.dropout)
+        super().__init__()
         self.norm_attn = nn.LayerNorm(config.d_model)
         self.attn = Attention(config.d_model, config.num_heads)
+        self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     def train_tokens(self, h: Tensor, mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Training tokens ``h [B, n, d]`` attend to each other -> (``[B, n, d]``, (k, v))."""
@@ -60,7 +62,7 @@ class Block(FeedForward):
         return self._residual(h, torch.cat([train, test], 2))
 
     def _residual(self, h: Tensor, attended: Tensor) -> Tensor:
-        return super().forward(h + self.dropout(self.attn.merge(attended)))
+        return self.feed_forward(h + self.dropout(self.attn.merge(attended)))
 
 
 @register_architecture("rows")
