@@ -26,7 +26,7 @@ TINY_MODEL = pf.ModelConfig(num_features=1, num_outputs=32, d_model=16, num_head
 def tiny_train(tmp_path, **overrides) -> TrainConfig:
     settings = dict(steps=6, batch_size=4, seq_len=12, max_train=8, warmup_steps=2,
                     border_datasets=64, val_every=3, val_batches=2, checkpoint_every=2,
-                    log_every=1, out_dir=str(tmp_path / "run"))
+                    log_every=1, precision="float32", out_dir=str(tmp_path / "run"))
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -140,7 +140,7 @@ def test_weight_decay_skips_norms_and_biases(tmp_path):
     assert [name for name in in_norms + biases if id(named[name]) not in kept] == []
     assert [name for name, p in named.items() if p.dim() >= 2 and id(p) not in decayed] == []
     # the optimiser of the run (as its checkpoint saved it) has the same two groups
-    state = torch.load(Path(config.out_dir) / "checkpoint.pt", weights_only=True)["optimizer"]
+    state = torch.load(Path(config.out_dir) / "checkpoint.pt", weights_only=True)["optimizers"][0]
     groups = [(g["weight_decay"], len(g["params"])) for g in state["param_groups"]]
     assert groups == [(0.5, len(decay["params"])), (0.0, len(no_decay["params"]))]
 

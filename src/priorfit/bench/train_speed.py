@@ -6,10 +6,10 @@ with the same batches (32 datasets of 128 points, 0-100 of them training points,
 weighting), learning rate and warm-up + cosine schedule, each with its own training loop, prior
 sampler, criterion and prediction path, one after the other, each in its own process (same
 ``torch.set_num_threads``, ``OMP_WAIT_POLICY=PASSIVE``, no data-loader workers, the same
-precision: bf16 autocast on CPU, pfns's default and priorfit's ``cpu_amp``). Each run times a few
-of its own steps, sizes its schedule to end at the budget and is stopped at the budget
-(priorfit: ``time_limit_s``; pfns: a KeyboardInterrupt from its batch function, which
-``pfns.train.train`` catches, returning the model). Both are then scored on the same held-out
+precision: bf16 autocast on CPU, pfns's default and priorfit's ``precision = "bfloat16"``).
+Each run times a few of its own steps, sizes its schedule to end at the budget and is stopped
+at the budget (priorfit: ``time_limit_s``; pfns: a KeyboardInterrupt from its batch function,
+which ``pfns.train.train`` catches, returning the model). Both are then scored on the same held-out
 GP datasets against the exact GP posterior. pfns runs as its users run it:
 ``pfns.train.train(MainConfig)``, its gpytorch prior ``priors.fast_gp`` (the same GP), its
 ``TableTransformer`` in the original one-token-per-row layout, a ``FullSupportBarDistribution``
@@ -55,12 +55,11 @@ def gp_paper_configs():
     """
     from priorfit import load
     from priorfit.priors.base import prior_from_config
-    from priorfit.schema import dataclass_from_dict
-    from priorfit.train.config import TrainConfig
+    from priorfit.train.config import train_config_from_card
 
     model = load(MODEL)
     prior = prior_from_config(model.card["prior"])
-    train_config = dataclass_from_dict(TrainConfig, model.card["train"], f"{MODEL} card train")
+    train_config = train_config_from_card(model.card["train"], f"{MODEL} card train")
     return prior, replace(model.config), train_config
 
 
@@ -83,7 +82,8 @@ def run(quick: bool, data: Path) -> Result:
         "datasets_per_size": per_size,
         "omp_wait_policy": "PASSIVE",
         "data_workers": 0,
-        "precision": "bf16 autocast on CPU for both: priorfit cpu_amp=True (decoder in float32), "
+        "precision": "bf16 autocast on CPU for both: priorfit precision=bfloat16 (decoder in "
+        "float32), "
         "pfns train_mixed_precision=True (its default)",
         **settings,
         "pfns_setup": "train.train(MainConfig), priors.fast_gp.get_batch, TableTransformer("
@@ -207,7 +207,7 @@ def _train_priorfit(s: dict, work: Path) -> dict:
 
     prior, model_config, base = gp_paper_configs()
     quiet = dict(val_every=10**9, val_batches=1, checkpoint_every=10**9)
-    base = replace(base, num_workers=0, device="cpu", cpu_amp=True,
+    base = replace(base, num_workers=0, device="cpu", precision="bfloat16",
                    border_datasets=s["border_datasets"], **quiet)
 
     def fit(steps: int, name: str, limit: float = 0.0, **kw):

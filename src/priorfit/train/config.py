@@ -15,6 +15,9 @@ from typing import Any
 from priorfit.model import ModelConfig
 from priorfit.priors.base import prior_from_config
 from priorfit.schema import dataclass_from_dict
+from priorfit.train.optim import OPTIMIZERS
+from priorfit.train.precision import PRECISIONS
+from priorfit.train.schedule import CLOCKS, SCHEDULES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,12 +46,20 @@ class TrainConfig:
         train_size_per_dataset: draw ``n`` per dataset instead of per micro-batch; the batch is
             cut at the largest ``n`` and a key-padding mask hides the rest (predicted points
             are then those after the cut).
-        lr, weight_decay, warmup_steps, min_lr_ratio: AdamW with linear warm-up, then cosine
-            decay to ``lr * min_lr_ratio``, stepped per optimiser step.
+        optimizer: ``"adamw"``, or ``"muon"`` (Muon for the transformer's weight matrices,
+            AdamW for the rest; see :mod:`priorfit.train.optim`).
+        lr, weight_decay: learning rate and decoupled weight decay (weight matrices only).
+        warmup_steps, lr_schedule, min_lr_ratio, cooldown_fraction, schedule_clock: linear
+            warm-up, then ``"cosine"``, ``"linear"`` or ``"wsd"`` decay to ``lr * min_lr_ratio``
+            (``"wsd"``: constant, then linear over the last ``cooldown_fraction``), by steps or
+            by wall time against ``time_limit_s`` (:mod:`priorfit.train.schedule`).
+        ema_decay: with ``0 < ema_decay < 1``, an exponential moving average of the weights
+            (``torch.optim.swa_utils``) is what is validated, saved and returned.
         grad_clip: clip the global gradient norm to this (0 disables).
-        amp: bf16 autocast on CUDA.
-        cpu_amp: bf16 autocast on CPU as well (faster on CPUs with bf16 support; off by
-            default). The decoder to bucket logits always runs in float32.
+        precision: ``"float32"``, ``"bfloat16"`` (autocast; norms, residuals and the decoder to
+            logits stay float32) or ``"auto"``: on CUDA bfloat16 where supported, on a CPU the
+            faster of the two, timed on a probe batch at the start (see
+            :mod:`priorfit.train.precision`); the choice and the timings go into the card.
         compile: ``torch.compile`` the model.
         num_workers: DataLoader worker processes sampling the prior (0: in the main process).
         seed: seeds initialisation, data and validation; same seed, same run.
@@ -70,13 +81,17 @@ class TrainConfig:
     max_train: int = 100
     train_size_sampling: str = "paper"
     train_size_per_dataset: bool = False
+    optimizer: str = "adamw"
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 500
+    lr_schedule: str = "cosine"
     min_lr_ratio: float = 0.01
+    cooldown_fraction: float = 0.2
+    schedule_clock: str = "steps"
+    ema_decay: float = 0.0
     grad_clip: float = 1.0
-    amp: bool = True
-    cpu_amp: bool = False
+    precision: str = "auto"
     compile: bool = False
     num_workers: int = 0
     seed: int = 0
@@ -108,8 +123,33 @@ class TrainConfig:
             )
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES),
+                              ("schedule_clock", CLOCKS), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
+        if self.schedule_clock == "time" and not self.time_limit_s > 0:
+            raise ValueError("TrainConfig.schedule_clock = 'time' needs a time_limit_s > 0")
+        if not 0 < self.cooldown_fraction <= 1:
+            raise ValueError(
+                f"TrainConfig.cooldown_fraction must be in (0, 1], got {self.cooldown_fraction}"
+            )
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.num_workers < 0:
             raise ValueError(f"TrainConfig.num_workers must be >= 0, got {self.num_workers}")
+
+
+def train_config_from_card(train: dict, where: str = "model card train") -> TrainConfig:
+    """The ``TrainConfig`` recorded in a model card's ``"train"`` table. Cards written before
+    the precision was chosen per machine name it by ``amp`` (CUDA) and ``cpu_amp`` (CPU); every
+    shipped model was trained on a CPU, so ``cpu_amp`` decides."""
+    train = dict(train)
+    if "cpu_amp" in train or "amp" in train:
+        train.pop("amp", None)
+        train.setdefault("precision", "bfloat16" if train.pop("cpu_amp", False) else "float32")
+    return dataclass_from_dict(TrainConfig, train, where)
 
 
 def load_config(path: str | Path) -> tuple[Any, ModelConfig, TrainConfig]:

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from priorfit.priors.base import Batch
 from priorfit.train.config import TrainConfig
 
-# Stream tags keep training, validation and border-estimation batches apart.
-TRAIN_STREAM, VALIDATION_STREAM, BORDER_STREAM = 0, 1, 2
+# Stream tags keep training, validation, border-estimation and precision-probe batches apart.
+TRAIN_STREAM, VALIDATION_STREAM, BORDER_STREAM, PRECISION_STREAM = 0, 1, 2, 3
 
 
 def seeded_generator(*key: int) -> torch.Generator:

@@ -1,9 +1,10 @@
 """The training loop: prior batches in, a trained PFN out.
 
-Plain PyTorch in one place, nanoGPT style: AdamW with warm-up and cosine decay, gradient
-accumulation and clipping, bf16 autocast on CUDA, optional ``torch.compile``, DDP when started
-by ``torchrun``, periodic validation, a JSONL metrics log and atomic, exactly resumable
-checkpoints.
+Plain PyTorch in one place, nanoGPT style: AdamW or Muon (:mod:`priorfit.train.optim`), warm-up
+and a decay schedule (:mod:`priorfit.train.schedule`), gradient accumulation and clipping, a
+precision chosen for the machine (:mod:`priorfit.train.precision`), optional weight averaging,
+optional ``torch.compile``, DDP when started by ``torchrun``, periodic validation, a JSONL
+metrics log and atomic, exactly resumable checkpoints.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from priorfit.io import atomic_write
@@ -27,12 +29,16 @@ from priorfit.priors.base import prior_to_config
 from priorfit.train.config import TrainConfig
 from priorfit.train.data import (
     BORDER_STREAM,
+    PRECISION_STREAM,
     MicroBatch,
     micro_batches,
     sample_micro_batch,
     validation_batches,
 )
-from priorfit.train.optim import param_groups
+from priorfit.train.optim import build_optimizers
+from priorfit.train.precision import PRECISIONS, choose_precision
+from priorfit.train.precision import autocast as precision_autocast
+from priorfit.train.schedule import lr_factor
 from priorfit.transforms import fit_transform
 
 CHECKPOINT = "checkpoint.pt"
@@ -72,17 +78,20 @@ def train(
     model.head.check_prior(prior)
     fit_head(model, prior, train_config)
     model.to(device)
-    optimizer = torch.optim.AdamW(
-        param_groups(model, train_config.weight_decay), lr=train_config.lr
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(train_config))
-    step, elapsed = 0, 0.0
+    optimizers = build_optimizers(model, train_config)
+    averaged = None
+    if train_config.ema_decay > 0:
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema_decay))
+    step, elapsed, precision, timings = 0, 0.0, None, {}
     if resume and checkpoint_path.exists():
-        step, elapsed = _load_checkpoint(
-            checkpoint_path, model, optimizer, scheduler, prior_config, model_config
+        step, elapsed, precision = _load_checkpoint(
+            checkpoint_path, model, optimizers, averaged, prior_config, model_config
         )
     elif resume:
         print(f"no checkpoint in {out_dir}; starting from scratch")
+    if precision is None:  # a fresh run (or a checkpoint from before precisions were recorded)
+        precision, timings = _resolve_precision(model, prior, train_config, device, rank,
+                                                world_size)
 
     ddp_model = model
     if world_size > 1:
@@ -90,8 +99,7 @@ def train(
             model, device_ids=[local_rank] if device.type == "cuda" else None
         )
     forward = torch.compile(ddp_model, dynamic=True) if train_config.compile else ddp_model
-    use_amp = train_config.amp if device.type == "cuda" else train_config.cpu_amp
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext()
+    autocast = precision_autocast(precision, device)
     is_main = rank == 0
     val_data = validation_batches(prior, train_config) if is_main else []
     metrics_log = _MetricsLog(out_dir / METRICS, step) if is_main else None
@@ -99,8 +107,8 @@ def train(
 
     def save_checkpoint() -> None:
         if is_main:
-            _save_checkpoint(checkpoint_path, model, optimizer, scheduler, step, elapsed,
-                             prior_config, model_config, train_config)
+            _save_checkpoint(checkpoint_path, model, optimizers, averaged, step, elapsed,
+                             precision, prior_config, model_config, train_config)
 
     bar = tqdm(total=train_config.steps, initial=step, disable=not (progress and is_main),
                unit="step", dynamic_ncols=True)
@@ -109,8 +117,13 @@ def train(
     validation: dict = {}
     run_start = time.perf_counter() - elapsed
     model.train()
+    evaluated = model if averaged is None else averaged.module  # what is validated and saved
     while step < train_config.steps:
-        optimizer.zero_grad(set_to_none=True)
+        lr = train_config.lr * lr_factor(train_config, step, elapsed)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         loss_sum = 0.0
         for i in range(train_config.accumulation):
             micro = next(stream).to(device)
@@ -123,8 +136,10 @@ def train(
             loss_sum += loss.item()
         if train_config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        for optimizer in optimizers:
+            optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         step += 1
         elapsed = time.perf_counter() - run_start
         window_loss += loss_sum / train_config.accumulation
@@ -134,7 +149,7 @@ def train(
         if is_main and (step % train_config.log_every == 0 or step == train_config.steps):
             seconds = time.perf_counter() - window_start
             record = {"step": step, "loss": window_loss / window_steps,
-                      "lr": scheduler.get_last_lr()[0],
+                      "lr": lr,
                       "datasets_per_s": window_steps * datasets_per_step / seconds,
                       "elapsed_s": elapsed}
             metrics_log.write(record)
@@ -142,7 +157,7 @@ def train(
                             datasets_s=f"{record['datasets_per_s']:.0f}")
             window_start, window_loss, window_steps = time.perf_counter(), 0.0, 0
         if is_main and (step % train_config.val_every == 0 or step == train_config.steps):
-            validation = {"step": step, **validate(model, prior, val_data, device)}
+            validation = {"step": step, **validate(evaluated, prior, val_data, device)}
             metrics_log.write(validation)
             model.train()
         out_of_time = _agree(0 < train_config.time_limit_s <= elapsed, world_size, device)
@@ -152,6 +167,8 @@ def train(
             break
     bar.close()
 
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())  # the averaged weights are the model
     model.eval()
     if is_main and validation.get("step") != step:
         validation = {"step": step, **validate(model, prior, val_data, device)}
@@ -161,6 +178,8 @@ def train(
         "steps": step,
         "wall_time_s": round(elapsed, 1),
         "world_size": world_size,
+        "precision": precision,
+        **({"precision_s_per_pass": timings} if timings else {}),
         "validation": validation,
     }
     if is_main:
@@ -224,17 +243,6 @@ def fit_head(model: PFN, prior, train_config: TrainConfig) -> None:
         head.fit(torch.cat(targets))
 
 
-def _lr_factor(config: TrainConfig):
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-        return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
-
-    return factor
-
-
 def _agree(decision: bool, world_size: int, device: torch.device) -> bool:
     """``decision`` if any rank took it: every process stops at the same step (each reads its
     own clock, and a rank that stopped alone would leave the others waiting forever)."""
@@ -264,14 +272,34 @@ def _pick_device(name: str, local_rank: int) -> torch.device:
     return device
 
 
-def _save_checkpoint(path, model, optimizer, scheduler, step, elapsed, prior_config,
+def _resolve_precision(model, prior, train_config, device, rank, world_size):
+    """The training precision (``"auto"`` measured on a probe micro-batch training never sees)
+    and its timings; under ``torchrun`` every rank takes rank 0's choice."""
+    probe = sample_micro_batch(prior, train_config, train_config.seed, PRECISION_STREAM, 0)
+    probe = probe.to(device)
+    if rank == 0:
+        precision, timings = choose_precision(
+            train_config.precision, model, device,
+            lambda trial: micro_batch_nll(trial, trial, probe).mean(),
+        )
+    else:
+        precision, timings = "float32", {}
+    if world_size > 1:
+        choice = torch.tensor([PRECISIONS.index(precision)], device=device)
+        dist.broadcast(choice, src=0)
+        precision = PRECISIONS[int(choice.item())]
+    return precision, timings
+
+
+def _save_checkpoint(path, model, optimizers, averaged, step, elapsed, precision, prior_config,
                      model_config, train_config) -> None:
     state = {
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        "optimizers": [optimizer.state_dict() for optimizer in optimizers],
+        "averaged": None if averaged is None else averaged.state_dict(),
         "step": step,
         "elapsed_s": elapsed,
+        "precision": precision,
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "prior": json.dumps(prior_config),
@@ -281,7 +309,7 @@ def _save_checkpoint(path, model, optimizer, scheduler, step, elapsed, prior_con
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def _load_checkpoint(path, model, optimizer, scheduler, prior_config, model_config):
+def _load_checkpoint(path, model, optimizers, averaged, prior_config, model_config):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt files
@@ -293,12 +321,18 @@ def _load_checkpoint(path, model, optimizer, scheduler, prior_config, model_conf
     if json.loads(state["model_config"]) != dataclasses.asdict(model_config):
         raise ValueError(f"checkpoint {path} has a different model config; use a new out_dir")
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    if "optimizers" not in state or len(state["optimizers"]) != len(optimizers):
+        raise ValueError(f"checkpoint {path} was written with another optimizer; use a new out_dir")
+    for optimizer, optimizer_state in zip(optimizers, state["optimizers"], strict=True):
+        optimizer.load_state_dict(optimizer_state)
+    if averaged is not None:
+        if state.get("averaged") is None:
+            raise ValueError(f"checkpoint {path} has no averaged weights; use a new out_dir")
+        averaged.load_state_dict(state["averaged"])
     torch.set_rng_state(state["rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["step"], state["elapsed_s"]
+    return state["step"], state["elapsed_s"], state.get("precision")
 
 
 class _MetricsLog:

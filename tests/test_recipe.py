@@ -1,0 +1,142 @@
+"""Recipe options of TrainConfig: Muon, weight averaging, schedule shapes and clocks."""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import priorfit as pf
+from priorfit.model import ModelConfig, build_model
+from priorfit.train.config import TrainConfig
+from priorfit.train.optim import build_optimizers
+from priorfit.train.schedule import lr_factor
+
+PRIOR = pf.priors.GP(num_features=1, lengthscale=0.3, noise=0.01)
+MODEL = ModelConfig(num_features=1, num_outputs=16, d_model=16, num_heads=2, num_layers=2,
+                    d_ff=32)
+
+
+def settings(tmp_path, name="run", **overrides) -> TrainConfig:
+    base = dict(steps=6, batch_size=4, seq_len=12, max_train=8, warmup_steps=2,
+                border_datasets=32, val_every=3, val_batches=2, checkpoint_every=1,
+                log_every=1, precision="float32", out_dir=str(tmp_path / name))
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_muon_takes_the_block_matrices_and_adamw_the_rest():
+    model = build_model(MODEL)
+    muon, adamw = build_optimizers(model, settings(Path("."), optimizer="muon"))
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    in_muon = {id(p) for group in muon.param_groups for p in group["params"]}
+    for name, param in model.named_parameters():
+        expected = name.startswith("blocks.") and param.dim() == 2
+        assert (id(param) in in_muon) == expected, name
+    in_adamw = {id(p) for group in adamw.param_groups for p in group["params"]}
+    assert len(in_muon) + len(in_adamw) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("overrides", [{"optimizer": "muon"}, {"ema_decay": 0.9},
+                                       {"optimizer": "muon", "ema_decay": 0.5}])
+def test_recipe_runs_resume_exactly(tmp_path, overrides, monkeypatch):
+    """Stopped after step 3 (a kill right after its checkpoint) and resumed, the run ends with
+    the weights of the uninterrupted one: Muon's momentum and the average are checkpointed."""
+    from priorfit.train import loop
+
+    straight = pf.train(PRIOR, settings(tmp_path, "a", **overrides), MODEL, progress=False)
+    original = loop._save_checkpoint
+
+    def kill_after_step_3(path, model, optimizers, averaged, step, *args):
+        original(path, model, optimizers, averaged, step, *args)
+        if step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_save_checkpoint", kill_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        pf.train(PRIOR, settings(tmp_path, "b", **overrides), MODEL, progress=False)
+    monkeypatch.setattr(loop, "_save_checkpoint", original)
+    resumed = pf.train(PRIOR, settings(tmp_path, "b", **overrides), MODEL, resume=True,
+                       progress=False)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_ema_weights_are_the_average_of_the_trajectory(tmp_path, monkeypatch):
+    """With ema_decay, the returned and saved model is the exponential moving average of the
+    weights after each step (the first step's weights starting it)."""
+    from priorfit.train import loop
+
+    decay, trajectory = 0.7, []
+    original = loop._save_checkpoint
+
+    def record(path, model, *args):
+        trajectory.append({k: v.detach().clone() for k, v in model.named_parameters()})
+        original(path, model, *args)
+
+    monkeypatch.setattr(loop, "_save_checkpoint", record)  # checkpoint_every=1: every step
+    model = pf.train(PRIOR, settings(tmp_path, ema_decay=decay), MODEL, progress=False)
+    expected = dict(trajectory[0])
+    for weights in trajectory[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    saved = pf.load(tmp_path / "run" / "model.safetensors")
+    torch.testing.assert_close(saved.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
+    last = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert last[-1]["val_nll"] == model.card["validation"]["val_nll"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [("cosine", lambda p: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))),
+     ("linear", lambda p: 0.1 + 0.9 * (1 - p)),
+     ("wsd", lambda p: 0.1 + 0.9 * min(1.0, (1 - p) / 0.25))],
+)
+def test_schedule_shapes(shape, expected):
+    config = TrainConfig(steps=110, warmup_steps=10, lr_schedule=shape, min_lr_ratio=0.1,
+                         cooldown_fraction=0.25)
+    assert lr_factor(config, 0, 0.0) == pytest.approx(0.1)  # warm-up: (step + 1) / warmup
+    assert lr_factor(config, 9, 0.0) == pytest.approx(1.0)
+    for step in (10, 35, 60, 85, 100, 110, 500):
+        progress = min((step - 10) / 100, 1.0)
+        assert lr_factor(config, step, 0.0) == pytest.approx(expected(progress)), step
+
+
+def test_time_clock_anneals_by_the_budget_whatever_the_step_count():
+    config = TrainConfig(steps=10**6, warmup_steps=1, time_limit_s=100.0, schedule_clock="time",
+                         min_lr_ratio=0.0)
+    assert lr_factor(config, 5, 50.0) == pytest.approx(0.5)
+    assert lr_factor(config, 5, 100.0) == pytest.approx(0.0)
+    assert lr_factor(config, 10**5, 25.0) == pytest.approx(lr_factor(config, 7, 25.0))
+
+
+def test_time_clock_run_ends_annealed(tmp_path):
+    model = pf.train(PRIOR, settings(tmp_path, steps=10**6, time_limit_s=3.0,
+                                     schedule_clock="time", min_lr_ratio=0.0), MODEL,
+                     progress=False)
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in records if "lr" in r]
+    assert model.card["steps"] == len(lrs) and lrs[-1] < 0.1 * max(lrs)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [({"optimizer": "sgd"}, r"optimizer must be one of \('adamw', 'muon'\)"),
+     ({"lr_schedule": "step"}, "lr_schedule must be one of"),
+     ({"schedule_clock": "time"}, "needs a time_limit_s"),
+     ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
+     ({"cooldown_fraction": 0.0}, "cooldown_fraction")],
+)
+def test_bad_recipe_options_are_named(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**overrides)
+
+
+def test_checkpoint_of_another_optimizer_is_refused(tmp_path):
+    pf.train(PRIOR, settings(tmp_path, steps=2), MODEL, progress=False)
+    config = dataclasses.replace(settings(tmp_path, steps=4), optimizer="muon")
+    with pytest.raises(ValueError, match="another optimizer"):
+        pf.train(PRIOR, config, MODEL, resume=True, progress=False)
