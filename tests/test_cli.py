@@ -132,3 +132,18 @@ def test_bench_quick_smoke(bench, tmp_path):
     for row in result["rows"]:
         assert {"method", "setting", "n"} <= set(row)
     assert list(tmp_path.glob("*.png"))
+
+
+def test_demo_gap_is_the_kl_divergence_to_the_exact_posterior():
+    """The demo's gap per x is KL(exact || PFN), checked against two Gaussians' closed form."""
+    import torch
+
+    from priorfit.demo import expected_nll_gap
+
+    mean, std = torch.tensor([0.0, 1.0], dtype=torch.float64), torch.tensor([1.0, 0.5],
+                                                                            dtype=torch.float64)
+    other = torch.distributions.Normal(torch.tensor([0.5, 1.0]), torch.tensor([2.0, 0.5]))
+    exact = torch.distributions.kl_divergence(torch.distributions.Normal(mean, std),
+                                              torch.distributions.Normal(other.loc.double(),
+                                                                         other.scale.double()))
+    np.testing.assert_allclose(expected_nll_gap(other, mean, std), exact.numpy(), atol=1e-6)

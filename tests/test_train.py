@@ -304,7 +304,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     single = run_script([sys.executable], tmp_path, "single", accumulation=2, **settings)
     ddp = run_script(TORCHRUN, tmp_path, "ddp", accumulation=1, **settings)
     for out in (single, ddp):  # the loop did use SGD
-        state = torch.load(out / "run" / "checkpoint.pt", weights_only=True)["optimizer"]
+        state = torch.load(out / "run" / "checkpoint.pt", weights_only=True)["optimizers"][0]
         assert all("momentum" in g and "betas" not in g for g in state["param_groups"])
     single, ddp = (torch.load(out / "weights.pt", weights_only=True) for out in (single, ddp))
     for name, value in single.items():

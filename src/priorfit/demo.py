@@ -35,8 +35,10 @@ def run_demo(model_name: str = "gp-1d", out: str | Path = "results") -> dict:
     mean, var = prior.posterior(torch.from_numpy(x_train), torch.from_numpy(y_train),
                                 torch.from_numpy(x_grid))
     exact_mean, exact_std = mean.squeeze(0).numpy(), var.squeeze(0).sqrt().numpy()
+    gap = expected_nll_gap(post, torch.from_numpy(exact_mean), torch.from_numpy(exact_std))
     result = {
         "x": x_grid[:, 0],
+        "gap": gap,
         "pfn_mean": post.mean.numpy(),
         "pfn_lower": post.icdf(torch.tensor(0.025)).numpy(),
         "pfn_upper": post.icdf(torch.tensor(0.975)).numpy(),
@@ -53,13 +55,29 @@ def run_demo(model_name: str = "gp-1d", out: str | Path = "results") -> dict:
               f"[{result['pfn_lower'][i]:7.3f}, {result['pfn_upper'][i]:7.3f}] | "
               f"{result['exact_mean'][i]:8.3f}  "
               f"[{result['exact_lower'][i]:7.3f}, {result['exact_upper'][i]:7.3f}]")
+    outside = (result["pfn_mean"] < result["exact_lower"]) | (
+        result["pfn_mean"] > result["exact_upper"]
+    )
+    print(f"gap to the exact posterior, KL(exact || PFN) per x: mean {gap.mean():.3f} nats, "
+          f"largest {gap.max():.3f} at x = {result['x'][gap.argmax()]:.2f}; PFN mean outside "
+          f"the exact 95% interval at {int(outside.sum())} of {len(gap)} grid points")
     path = Path(out) / "demo.png"
     plot_posterior_1d(path, x_train[:, 0], y_train, result["x"],
                       (result["pfn_mean"], result["pfn_lower"], result["pfn_upper"]),
                       (result["exact_mean"], result["exact_lower"], result["exact_upper"]),
-                      f"{model_name} vs exact GP posterior")
+                      f"{model_name} vs exact GP posterior (mean gap {gap.mean():.3f} nats)")
     print(f"plot written to {path}")
     return result
+
+
+def expected_nll_gap(post, mean: torch.Tensor, std: torch.Tensor, nodes: int = 64) -> np.ndarray:
+    """``KL(N(mean, std²) || post)`` per point ``[m]``: how many nats the PFN loses on average
+    on data from the exact posterior predictive (Gauss–Hermite quadrature, ``nodes`` nodes)."""
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)  # weight exp(-z²/2)
+    z, w = torch.from_numpy(z)[:, None], torch.from_numpy(w / w.sum())[:, None]
+    y = mean[None] + std[None] * z  # [nodes, m]
+    exact = torch.distributions.Normal(mean, std).log_prob(y)
+    return (w * (exact - post.log_prob(y.float()).double())).sum(0).numpy()
 
 
 def _prior_summary(config: dict) -> str:

@@ -22,6 +22,7 @@ BENCHES = {
     "gp": "priorfit.bench.gp",
     "gp-hyper": "priorfit.bench.gp_hyper",
     "memory": "priorfit.bench.memory",
+    "recipe": "priorfit.bench.recipe",
     "regression": "priorfit.bench.regression",
     "train-speed": "priorfit.bench.train_speed",
 }

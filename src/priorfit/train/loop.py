@@ -157,7 +157,8 @@ def train(
                             datasets_s=f"{record['datasets_per_s']:.0f}")
             window_start, window_loss, window_steps = time.perf_counter(), 0.0, 0
         if is_main and (step % train_config.val_every == 0 or step == train_config.steps):
-            validation = {"step": step, **validate(evaluated, prior, val_data, device)}
+            validation = {"step": step, "elapsed_s": elapsed,
+                          **validate(evaluated, prior, val_data, device)}
             metrics_log.write(validation)
             model.train()
         out_of_time = _agree(0 < train_config.time_limit_s <= elapsed, world_size, device)
