@@ -21,13 +21,14 @@ from priorfit.train.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fake_runs(offsets: dict, per_size: int = 4) -> dict:
-    """Run outputs whose per-dataset NLL is the exact NLL (zero here) plus an offset."""
+def fake_runs(offsets: dict, per_size: int = 4, steps: dict | None = None) -> dict:
+    """Run outputs whose per-dataset NLL is the exact NLL (zero here) plus an offset; 50 steps
+    in 40 s unless ``steps`` says otherwise."""
     runs = {}
     for method, offset in offsets.items():
         nll = {str(n): [offset + 0.01 * i for i in range(per_size)] for n in train_speed.SIZES}
         runs[method] = {
-            "steps": 50,
+            "steps": (steps or {}).get(method, 50),
             "train_seconds": 40.0,
             "schedule_steps": 50,
             "nll": nll,
@@ -80,31 +81,40 @@ def test_missing_pfns_points_to_the_bench_extra(monkeypatch):
         train_speed.run(quick=True, data=Path("."))
 
 
+OFFSETS = {"priorfit-float32": 0.1, "priorfit-bfloat16": 0.2, "pfns-0.4.2-float32": 0.3,
+           "pfns-0.4.2-bfloat16": 0.5}
+
+
 def test_score_rows_summary_and_table():
+    """Each package is compared at its faster precision (more steps in the same time), whatever
+    its gap; both precisions are reported."""
     exact = {n: torch.zeros(4, dtype=torch.float64) for n in train_speed.SIZES}
-    runs = fake_runs({"priorfit": 0.1, "pfns-0.4.2": 0.3})
+    runs = fake_runs(OFFSETS, steps={"priorfit-bfloat16": 80, "pfns-0.4.2-float32": 60})
     rows, summary = train_speed.score(runs, exact, batch_size=32)
-    assert len(rows) == 2 * (len(train_speed.SIZES) + 1)
+    assert len(rows) == 4 * (len(train_speed.SIZES) + 1)
     for row in rows:
         assert row["method"] in train_speed.METHODS and row["setting"] == "gp-paper-prior"
-        assert row["datasets_per_s"] == pytest.approx(50 * 32 / 40.0)
+        assert row["datasets_per_s"] == pytest.approx(runs[row["method"]]["steps"] * 32 / 40.0)
         assert {"n", "nll", "nll_se", "gap", "gap_se", "train_seconds", "steps"} <= set(row)
     all_rows = {r["method"]: r for r in rows if r["n"] == "all"}
-    assert all_rows["priorfit"]["gap"] == pytest.approx(0.115)
-    assert all_rows["pfns-0.4.2"]["gap"] == pytest.approx(0.315)
+    assert all_rows["priorfit-float32"]["gap"] == pytest.approx(0.115)
+    assert all_rows["pfns-0.4.2-bfloat16"]["gap"] == pytest.approx(0.515)
+    assert summary["fastest"] == {"priorfit": "priorfit-bfloat16",
+                                  "pfns-0.4.2": "pfns-0.4.2-float32"}
     assert summary["priorfit_gap_smaller"] is True
-    assert summary["gap_difference_priorfit_minus_pfns"]["mean"] == pytest.approx(-0.2)
-    assert summary["priorfit"]["gap_by_n"][100] == pytest.approx(0.115)
-    assert "nll" not in summary["priorfit"] and "nll" in runs["priorfit"]  # input left intact
+    assert summary["gap_difference_priorfit_minus_pfns"]["mean"] == pytest.approx(-0.1)
+    assert summary["gap_ratio_priorfit_over_pfns"] == pytest.approx(0.215 / 0.315)
+    assert summary["priorfit-float32"]["gap_by_n"][100] == pytest.approx(0.115)
+    assert "nll" not in summary["priorfit-float32"] and "nll" in runs["priorfit-float32"]
     json.dumps(summary)  # the runner writes it as JSON
     text = train_speed.table(rows, summary)
-    assert "pfns-0.4.2" in text and "priorfit reaches the smaller gap: True" in text
+    assert "pfns-0.4.2-float32" in text and "priorfit reaches the smaller gap: True" in text
 
 
 def test_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     exact = {n: torch.zeros(4, dtype=torch.float64) for n in train_speed.SIZES}
-    rows, summary = train_speed.score(fake_runs({"priorfit": 0.2, "pfns-0.4.2": 0.1}), exact, 32)
+    rows, summary = train_speed.score(fake_runs(OFFSETS), exact, 32)
     result = Result({"budget_s": 40.0}, rows, summary, train_speed.table(rows, summary))
     (path,) = train_speed.plot(result, tmp_path)
     assert path.exists() and path.stat().st_size > 0
@@ -113,7 +123,8 @@ def test_plot_writes_a_png(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", train_speed.METHODS)
 def test_training_process_trains_and_scores(tmp_path, method):
-    if method != "priorfit":
+    package, precision = train_speed._package_and_precision(method)
+    if package != "priorfit":
         pytest.importorskip("pfns")
     prior = GP(num_features=5, lengthscale=0.6, noise=1e-4)
     held_out = {}
@@ -130,7 +141,8 @@ def test_training_process_trains_and_scores(tmp_path, method):
     }
     (tmp_path / "settings.json").write_text(json.dumps(settings))
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
-    command = [sys.executable, "-m", "priorfit.bench.train_speed", str(tmp_path), method]
+    command = [sys.executable, "-m", "priorfit.bench.train_speed", str(tmp_path), package,
+               precision]
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
     out = json.loads((tmp_path / f"{method}.json").read_text())
     assert 1 <= out["steps"] <= out["schedule_steps"] and out["train_seconds"] > 0
