@@ -8,14 +8,14 @@ sampler, criterion and prediction path, one after the other, each in its own pro
 ``torch.set_num_threads``, ``OMP_WAIT_POLICY=PASSIVE``, no data-loader workers), each in both
 precisions: float32, and bf16 autocast (pfns's default ``train_mixed_precision``, priorfit's
 ``precision = "bfloat16"``); the headline compares each package at its faster one on this
-machine (more datasets per second). Each run times a few of its own steps, sizes its schedule to end at the budget and is stopped
-at the budget (priorfit: ``time_limit_s``; pfns: a KeyboardInterrupt from its batch function,
-which ``pfns.train.train`` catches, returning the model). Both are then scored on the same held-out
-GP datasets against the exact GP posterior. pfns runs as its users run it:
-``pfns.train.train(MainConfig)``, its gpytorch prior ``priors.fast_gp`` (the same GP), its
-``TableTransformer`` in the original one-token-per-row layout, a ``FullSupportBarDistribution``
-on ``get_bucket_borders`` of prior samples, ``adamw`` with its per-epoch ``cosine_decay``, and a
-``BatchShapeSamplerConfig`` subclass for the cut.
+machine (more datasets per second). Each run times a few of its own steps, sizes its schedule
+to end at the budget and is stopped at the budget (priorfit: ``time_limit_s``; pfns: a
+KeyboardInterrupt from its batch function, which ``pfns.train.train`` catches, returning the
+model). All are then scored on the same held-out GP datasets against the exact GP posterior.
+pfns runs as its users run it: ``pfns.train.train(MainConfig)``, its gpytorch prior
+``priors.fast_gp`` (the same GP), its ``TableTransformer`` in the original one-token-per-row
+layout, a ``FullSupportBarDistribution`` on ``get_bucket_borders`` of prior samples, ``adamw``
+with its per-epoch ``cosine_decay``, and a ``BatchShapeSamplerConfig`` subclass for the cut.
 """
 
 from __future__ import annotations
