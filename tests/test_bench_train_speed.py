@@ -145,7 +145,9 @@ def test_training_process_trains_and_scores(tmp_path, method):
                precision]
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
     out = json.loads((tmp_path / f"{method}.json").read_text())
-    assert 1 <= out["steps"] <= out["schedule_steps"] and out["train_seconds"] > 0
+    # pfns runs the schedule it was sized for; priorfit's follows the clock (a step estimate)
+    most = out["schedule_steps"] if package != "priorfit" else math.inf
+    assert 1 <= out["steps"] <= most and out["schedule_steps"] >= 1 and out["train_seconds"] > 0
     assert out["calibrated_s_per_step"] > 0 and out["prior_s_per_batch"] > 0
     assert sorted(out["nll"]) == ["1", "8"]
     assert all(len(v) == 3 and all(math.isfinite(x) for x in v) for v in out["nll"].values())
