@@ -18,7 +18,7 @@ demo: $(VENV)/.installed  ## condition the shipped GP PFN on the bundled data; p
 
 test: $(VENV)/.installed  ## lint, then every test (slow learning tests and bench smoke tests too)
 	$(VENV)/bin/ruff check src tests
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs  # -rs: say what was skipped and why
 
 bench-quick: $(VENV)/.installed
 	for b in gp train-speed; do $(VENV)/bin/priorfit bench $$b --quick --out results/quick || exit 1; done
