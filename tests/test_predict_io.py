@@ -164,14 +164,18 @@ def test_foreign_and_truncated_files_are_refused(model, tmp_path):
         pf.load(tmp_path / "missing.safetensors")
 
 
-def test_card_must_match_weights(model, tmp_path):
+def saved_parts(model, path) -> tuple[dict, dict]:
+    """``model`` saved to ``path``, read back as (tensors, header metadata)."""
     from safetensors import safe_open
 
-    path = tmp_path / "m.safetensors"
     model.save(path)
     with safe_open(path, "pt") as f:
-        metadata = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+        return tensors, f.metadata()
+
+
+def test_card_must_match_weights(model, tmp_path):
+    tensors, metadata = saved_parts(model, tmp_path / "m.safetensors")
     card = json.loads(metadata["card"])
     card["model"]["num_layers"] = 3
     save_file(tensors, tmp_path / "lying.safetensors", {**metadata, "card": json.dumps(card)})
@@ -206,13 +210,7 @@ def test_shipped_models_predict_exactly_as_before(name):
 
 
 def test_card_of_an_unknown_architecture_or_task_is_refused(model, tmp_path):
-    from safetensors import safe_open
-
-    path = tmp_path / "m.safetensors"
-    model.save(path)
-    with safe_open(path, "pt") as f:
-        metadata = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    tensors, metadata = saved_parts(model, tmp_path / "m.safetensors")
     card = json.loads(metadata["card"])
     for edit, match in (({"arch": "graph"}, r"arch 'graph' is not an architecture.*'cells'"),
                         ({"task": "ranking"}, r"task must be one of"),

@@ -97,10 +97,6 @@ def check_mask(train_mask, y_train: Tensor, batched: bool) -> Tensor:
     return mask
 
 
-def _dtype(model) -> torch.dtype:
-    return next(model.parameters()).dtype
-
-
 class Conditioned:
     """A PFN conditioned once on training data; test points are then predicted any number of
     times, in chunks of bounded memory.
@@ -128,7 +124,8 @@ class Conditioned:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.model = model
         config = model.config
-        device, dtype = next(model.parameters()).device, _dtype(model)
+        weight = next(model.parameters())
+        device, dtype = weight.device, weight.dtype
         x_train = as_float_tensor("x_train", x_train, device, dtype, finite=train_mask is None)
         y_train = as_float_tensor("y_train", y_train, device, dtype, finite=train_mask is None)
         self.batched = x_train.dim() == 3

@@ -127,5 +127,4 @@ class CellsPFN(PFN):
         h = torch.cat([cells, target], 2)
         for block, layer_kv in zip(self.blocks, kv, strict=True):
             h = block.test_rows(h, layer_kv, mask)
-        with torch.autocast(h.device.type, enabled=False):  # logits in the weights' precision
-            return self.decoder(self.norm(h[:, :, -1].to(self.norm.weight.dtype)))
+        return self._decode(h[:, :, -1])

@@ -55,6 +55,12 @@ class PFN(nn.Module):
         """Logits ``[B, m, num_outputs]``; equal to ``predict_logits(condition(...), x_test)``."""
         return self.predict_logits(self.condition(x_train, y_train, train_mask), x_test)
 
+    def _decode(self, h: Tensor) -> Tensor:
+        """Tokens ``[*, d]`` -> logits ``[*, num_outputs]`` through ``self.norm`` and
+        ``self.decoder`` (every architecture has both), in the weights' precision."""
+        with torch.autocast(h.device.type, enabled=False):
+            return self.decoder(self.norm(h.to(self.norm.weight.dtype)))
+
     def predict(self, x_train, y_train, x_test, **kwargs) -> torch.distributions.Distribution:
         """Posterior predictive at ``x_test`` in the user's units; see :func:`priorfit.predict`."""
         return predict.predict(self, x_train, y_train, x_test, **kwargs)

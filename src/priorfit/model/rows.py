@@ -106,7 +106,3 @@ class RowsPFN(PFN):
         for block in self.blocks:
             h = block.joint(h, n, train_mask)
         return self._decode(h[:, n:])
-
-    def _decode(self, h: Tensor) -> Tensor:
-        with torch.autocast(h.device.type, enabled=False):  # logits in the weights' precision
-            return self.decoder(self.norm(h.to(self.norm.weight.dtype)))
