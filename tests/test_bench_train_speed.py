@@ -138,6 +138,7 @@ def test_training_process_trains_and_scores(tmp_path, method):
         "calibration_steps": 3,
         "border_datasets": 64,
         "warmup_fraction": 0.025,
+        "pfns_lr": 7e-4,
     }
     (tmp_path / "settings.json").write_text(json.dumps(settings))
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")

@@ -72,3 +72,27 @@ def test_bfloat16_training_runs_and_keeps_float32_logits(tmp_path):
 def test_unknown_precision_is_named():
     with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'float32'"):
         TrainConfig(precision="fp8")
+
+
+def test_reduced_precision_training_attention_equals_the_fused_kernel():
+    """In bfloat16 training on a CPU, :func:`attend` takes the explicit path (faster there than
+    the fused kernel's backward): the same outputs and gradients as the fused kernel in float32,
+    within bfloat16's resolution, and zeros for a query with every key masked."""
+    from priorfit.model import attention
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 5, 8, generator=generator) for _ in range(3))
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5])
+
+    def outputs(dtype):
+        leaves = [t.clone().to(dtype).requires_grad_() for t in (q, k, v)]
+        out = attention.attend(*leaves, mask)
+        (out.float() * torch.linspace(-1, 1, 8)).sum().backward()
+        return [out.float(), *(t.grad.float() for t in leaves)]
+
+    assert attention._explicit_for_training(q.bfloat16().requires_grad_(), k)
+    assert not attention._explicit_for_training(q.requires_grad_(False), k)
+    reference, reduced = outputs(torch.float32), outputs(torch.bfloat16)
+    for a, b in zip(reference, reduced, strict=True):
+        torch.testing.assert_close(b, a, atol=0.05, rtol=0.05)
+    assert reduced[0][2].abs().max() == 0  # no key to attend to

@@ -1,6 +1,9 @@
-"""Recipe options of TrainConfig: Muon, weight averaging, schedule shapes and clocks."""
+"""Recipe options: Muon, weight averaging, schedule shapes and clocks, the curriculum of batch
+shapes, residual scaling."""
 
+import copy
 import dataclasses
+import itertools
 import json
 import math
 from pathlib import Path
@@ -11,6 +14,7 @@ import torch
 import priorfit as pf
 from priorfit.model import ModelConfig, build_model
 from priorfit.train.config import TrainConfig
+from priorfit.train.data import config_at_step, micro_batches
 from priorfit.train.optim import build_optimizers
 from priorfit.train.schedule import lr_factor
 
@@ -39,7 +43,9 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest():
 
 
 @pytest.mark.parametrize("overrides", [{"optimizer": "muon"}, {"ema_decay": 0.9},
-                                       {"optimizer": "muon", "ema_decay": 0.5}])
+                                       {"optimizer": "muon", "ema_decay": 0.5},
+                                       {"ramp_steps": 5, "seq_len_start": 6,
+                                        "batch_size_start": 2}])
 def test_recipe_runs_resume_exactly(tmp_path, overrides, monkeypatch):
     """Stopped after step 3 (a kill right after its checkpoint) and resumed, the run ends with
     the weights of the uninterrupted one: Muon's momentum and the average are checkpointed."""
@@ -128,7 +134,11 @@ def test_time_clock_run_ends_annealed(tmp_path):
      ({"lr_schedule": "step"}, "lr_schedule must be one of"),
      ({"schedule_clock": "time"}, "needs a time_limit_s"),
      ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
-     ({"cooldown_fraction": 0.0}, "cooldown_fraction")],
+     ({"cooldown_fraction": 0.0}, "cooldown_fraction"),
+     ({"seq_len_start": 200}, r"seq_len_start must be 0 \(off\) or in"),
+     ({"min_train": 4, "max_train": 10, "seq_len_start": 4}, "seq_len_start"),
+     ({"batch_size_start": 65}, "batch_size_start must be"),
+     ({"ramp_steps": -1}, "ramp_steps must be >= 0")],
 )
 def test_bad_recipe_options_are_named(overrides, match):
     with pytest.raises(ValueError, match=match):
@@ -140,3 +150,58 @@ def test_checkpoint_of_another_optimizer_is_refused(tmp_path):
     config = dataclasses.replace(settings(tmp_path, steps=4), optimizer="muon")
     with pytest.raises(ValueError, match="another optimizer"):
         pf.train(PRIOR, config, MODEL, resume=True, progress=False)
+
+
+def test_curriculum_grows_batches_and_datasets_to_full_size():
+    config = TrainConfig(batch_size=32, seq_len=128, max_train=100, min_train=2, ramp_steps=10,
+                         seq_len_start=32, batch_size_start=8)
+    shapes = [(c.batch_size, c.seq_len, c.max_train)
+              for c in map(lambda s: config_at_step(config, s), range(12))]
+    assert shapes[0] == (8, 32, 25)  # max_train keeps its share (100 of 128) of the length
+    assert shapes[5] == (20, 80, 62)
+    assert shapes[10] == shapes[11] == (32, 128, 100)
+    assert all(a <= b for a, b in itertools.pairwise(shapes))  # never shrinks
+    # each dimension alone; and short datasets never cut below min_train test points
+    only_length = dataclasses.replace(config, batch_size_start=0)
+    assert config_at_step(only_length, 0).batch_size == 32
+    tiny = TrainConfig(seq_len=128, min_train=10, max_train=100, ramp_steps=4, seq_len_start=11)
+    first = config_at_step(tiny, 0)
+    assert first.seq_len == 11 and first.min_train == first.max_train == 10
+
+
+def test_curriculum_run_trains_on_the_ramped_shapes(tmp_path):
+    config = settings(tmp_path, steps=4, ramp_steps=4, seq_len_start=6, batch_size_start=2)
+    shapes = [tuple(m.batch.x.shape[:2]) for m in micro_batches(PRIOR, config, 0, 0)]
+    assert shapes == [(2, 6), (2, 7), (3, 9), (3, 10)]
+    model = pf.train(PRIOR, config, MODEL, progress=False)
+    assert model.card["datasets_seen"] == 2 + 2 + 3 + 3
+
+
+def test_residual_scale_starts_blocks_near_the_identity_and_loads_back(tmp_path):
+    x, y = torch.rand(2, 7, 1), torch.randn(2, 7)
+
+    def block_weights_matter(model) -> bool:
+        changed = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, param in changed.blocks.named_parameters():
+                if not name.endswith(".gain"):
+                    param.add_(torch.randn_like(param))
+        logits = [m(x[:, :5], y[:, :5], x[:, 5:]) for m in (model, changed)]
+        return not torch.allclose(*logits, atol=1e-4)
+
+    for arch in ("rows", "cells"):
+        config = dataclasses.replace(MODEL, arch=arch, residual_scale=1e-7)
+        model = build_model(config).eval()
+        gains = [n for n, _ in model.named_parameters() if n.endswith(".gain")]
+        assert len(gains) == (2 if arch == "rows" else 3) * config.num_layers
+        # at a tiny gain every block adds (almost) nothing to the residual stream
+        assert not block_weights_matter(model)
+        assert block_weights_matter(build_model(dataclasses.replace(config, residual_scale=1.0)))
+        model.save(tmp_path / f"{arch}.safetensors")
+        loaded = pf.load(tmp_path / f"{arch}.safetensors")
+        torch.testing.assert_close(loaded(x[:, :5], y[:, :5], x[:, 5:]),
+                                   model(x[:, :5], y[:, :5], x[:, 5:]))
+    # without residual scaling there are no gains at all (older models load unchanged)
+    assert not [n for n, _ in build_model(MODEL).named_parameters() if n.endswith(".gain")]
+    with pytest.raises(ValueError, match=r"residual_scale must be in \(0, 1\]"):
+        dataclasses.replace(MODEL, residual_scale=0.0)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from priorfit.model.attention import Attention, FeedForward, attend, decoder
+from priorfit.model.attention import Attention, FeedForward, attend, decoder, residual_gain
 from priorfit.model.pfn import PFN
 from priorfit.model.registry import register_architecture
 
@@ -43,13 +43,15 @@ class CellBlock(nn.Module):
         self.row_attn = Attention(d, config.num_heads)
         self.norm_col = nn.LayerNorm(d)
         self.col_attn = Attention(d, config.num_heads)
-        self.feed_forward = FeedForward(d, config.d_ff, config.dropout)
+        self.row_gain = residual_gain(d, config.residual_scale)
+        self.col_gain = residual_gain(d, config.residual_scale)
+        self.feed_forward = FeedForward(d, config.d_ff, config.dropout, config.residual_scale)
         self.dropout = nn.Dropout(config.dropout)
 
     def across_row(self, h: Tensor) -> Tensor:
         """``h [B, R, C, d]``: each row's ``C`` tokens attend to each other."""
         q, k, v = self.row_attn.split(self.norm_row(h))
-        return h + self.dropout(self.row_attn.merge(attend(q, k, v)))
+        return h + self.dropout(self.row_gain(self.row_attn.merge(attend(q, k, v))))
 
     def train_rows(self, h: Tensor, mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Training rows ``h [B, R, C, d]`` -> (``[B, R, C, d]``, column keys/values
@@ -57,7 +59,7 @@ class CellBlock(nn.Module):
         h = self.across_row(h)
         q, k, v = self.col_attn.split(self.norm_col(h).transpose(1, 2))  # [B, C, H, R, hd]
         attended = self.col_attn.merge(attend(q, k, v, mask)).transpose(1, 2)
-        return self.feed_forward(h + self.dropout(attended)), (k, v)
+        return self.feed_forward(h + self.dropout(self.col_gain(attended))), (k, v)
 
     def test_rows(self, h: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor | None) -> Tensor:
         """Test rows ``h [B, m, C, d]`` attend across their row, then to the cached training
@@ -65,7 +67,7 @@ class CellBlock(nn.Module):
         h = self.across_row(h)
         q, _, _ = self.col_attn.split(self.norm_col(h).transpose(1, 2))
         attended = self.col_attn.merge(attend(q, *kv, mask)).transpose(1, 2)
-        return self.feed_forward(h + self.dropout(attended))
+        return self.feed_forward(h + self.dropout(self.col_gain(attended)))
 
 
 @register_architecture("cells")

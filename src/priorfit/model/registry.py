@@ -58,6 +58,8 @@ class ModelConfig:
         y_transform: ``"none"`` or ``"standardize"``, likewise.
         features_per_group: ``"cells"`` only: features embedded together in one token.
         thinking_rows: ``"cells"`` only: learned extra rows every row can attend to.
+        residual_scale: the initial value of a learned per-channel gain on every residual
+            branch (attention and feed-forward outputs; LayerScale); 1.0 means no gain at all.
     """
 
     arch: str = "rows"
@@ -74,6 +76,7 @@ class ModelConfig:
     y_transform: str = "none"
     features_per_group: int = 1
     thinking_rows: int = 0
+    residual_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHITECTURES)
@@ -93,6 +96,10 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.d_model ({self.d_model}) must be divisible by num_heads "
                 f"({self.num_heads})"
+            )
+        if not 0.0 < self.residual_scale <= 1.0:
+            raise ValueError(
+                f"ModelConfig.residual_scale must be in (0, 1], got {self.residual_scale!r}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")

@@ -20,6 +20,7 @@ from priorfit.model.attention import (
     attend,
     attend_train_and_self,
     decoder,
+    residual_gain,
 )
 from priorfit.model.encoders import FeatureEncoder, TargetEncoder
 from priorfit.model.pfn import PFN
@@ -37,7 +38,9 @@ class Block(nn.Module):
         super().__init__()
         self.norm_attn = nn.LayerNorm(config.d_model)
         self.attn = Attention(config.d_model, config.num_heads)
-        self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout)
+        self.attn_gain = residual_gain(config.d_model, config.residual_scale)
+        self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout,
+                                        config.residual_scale)
         self.dropout = nn.Dropout(config.dropout)
 
     def train_tokens(self, h: Tensor, mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -62,7 +65,7 @@ class Block(nn.Module):
         return self._residual(h, torch.cat([train, test], 2))
 
     def _residual(self, h: Tensor, attended: Tensor) -> Tensor:
-        return self.feed_forward(h + self.dropout(self.attn.merge(attended)))
+        return self.feed_forward(h + self.dropout(self.attn_gain(self.attn.merge(attended))))
 
 
 @register_architecture("rows")

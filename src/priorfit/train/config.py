@@ -46,6 +46,11 @@ class TrainConfig:
         train_size_per_dataset: draw ``n`` per dataset instead of per micro-batch; the batch is
             cut at the largest ``n`` and a key-padding mask hides the rest (predicted points
             are then those after the cut).
+        ramp_steps, seq_len_start, batch_size_start: a curriculum over the first
+            ``ramp_steps`` steps: datasets grow linearly from ``seq_len_start`` points to
+            ``seq_len`` (``max_train`` shrinks in proportion) and micro-batches from
+            ``batch_size_start`` datasets to ``batch_size``; 0 leaves that dimension at full
+            size (see :func:`priorfit.train.data.config_at_step`).
         optimizer: ``"adamw"``, or ``"muon"`` (Muon for the transformer's weight matrices,
             AdamW for the rest; see :mod:`priorfit.train.optim`).
         lr, weight_decay: learning rate and decoupled weight decay (weight matrices only).
@@ -81,6 +86,9 @@ class TrainConfig:
     max_train: int = 100
     train_size_sampling: str = "paper"
     train_size_per_dataset: bool = False
+    ramp_steps: int = 0
+    seq_len_start: int = 0
+    batch_size_start: int = 0
     optimizer: str = "adamw"
     lr: float = 3e-4
     weight_decay: float = 0.0
@@ -115,6 +123,18 @@ class TrainConfig:
             raise ValueError(
                 "TrainConfig needs 0 <= min_train <= max_train < seq_len, got "
                 f"min_train={self.min_train}, max_train={self.max_train}, seq_len={self.seq_len}"
+            )
+        if self.ramp_steps < 0:
+            raise ValueError(f"TrainConfig.ramp_steps must be >= 0, got {self.ramp_steps}")
+        if self.seq_len_start and not self.min_train < self.seq_len_start <= self.seq_len:
+            raise ValueError(
+                "TrainConfig.seq_len_start must be 0 (off) or in (min_train, seq_len], got "
+                f"{self.seq_len_start} with min_train={self.min_train}, seq_len={self.seq_len}"
+            )
+        if not 0 <= self.batch_size_start <= self.batch_size:
+            raise ValueError(
+                "TrainConfig.batch_size_start must be 0 (off) or in [1, batch_size], got "
+                f"{self.batch_size_start} with batch_size={self.batch_size}"
             )
         if self.train_size_sampling not in TRAIN_SIZE_SAMPLING:
             raise ValueError(

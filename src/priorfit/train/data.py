@@ -9,6 +9,7 @@ DataLoader workers, a resumed run continues with exactly the batches it would ha
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from dataclasses import dataclass
 
@@ -38,6 +39,30 @@ def train_size_probs(config: TrainConfig) -> Tensor:
     else:
         weights = 1.0 / (config.seq_len - sizes)
     return weights / weights.sum()
+
+
+def config_at_step(config: TrainConfig, step: int) -> TrainConfig:
+    """The batch shape of training step ``step`` under the config's curriculum.
+
+    Over the first ``ramp_steps`` steps the dataset length goes linearly (rounded down) from
+    ``seq_len_start`` to ``seq_len`` (the largest training set ``max_train`` keeps its share of
+    the length, and never falls below ``min_train``) and the batch from ``batch_size_start`` to
+    ``batch_size`` datasets; afterwards, and for a field left at 0, the config's own sizes.
+    """
+    if step >= config.ramp_steps or not (config.seq_len_start or config.batch_size_start):
+        return config
+    fraction = step / config.ramp_steps
+    changes = {}
+    if config.batch_size_start:
+        start = config.batch_size_start
+        changes["batch_size"] = int(start + fraction * (config.batch_size - start))
+    if config.seq_len_start:
+        start = config.seq_len_start
+        seq_len = int(start + fraction * (config.seq_len - start))
+        max_train = max(config.min_train, min(seq_len - 1, config.max_train * seq_len
+                                              // config.seq_len))
+        changes.update(seq_len=seq_len, max_train=max_train)
+    return dataclasses.replace(config, **changes)
 
 
 @dataclass
@@ -93,7 +118,8 @@ class PriorStream(IterableDataset):
         num_workers, worker_id = (1, 0) if worker is None else (worker.num_workers, worker.id)
         for position, key in enumerate(self.keys()):
             if position % num_workers == worker_id:
-                yield sample_micro_batch(self.prior, self.config, *key)
+                _, _, step, _ = key
+                yield sample_micro_batch(self.prior, config_at_step(self.config, step), *key)
 
 
 def micro_batches(prior, config: TrainConfig, start_step: int, rank: int) -> DataLoader:

@@ -82,11 +82,14 @@ def train(
     averaged = None
     if train_config.ema_decay > 0:
         averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema_decay))
-    step, elapsed, precision, timings = 0, 0.0, None, {}
+    step, elapsed, datasets_seen, precision, timings = 0, 0.0, 0, None, {}
     if resume and checkpoint_path.exists():
-        step, elapsed, precision = _load_checkpoint(
+        step, elapsed, datasets_seen, precision = _load_checkpoint(
             checkpoint_path, model, optimizers, averaged, prior_config, model_config
         )
+        if datasets_seen is None:  # a checkpoint from before the curriculum: full batches
+            datasets_seen = (step * train_config.batch_size * train_config.accumulation
+                             * world_size)
     elif resume:
         print(f"no checkpoint in {out_dir}; starting from scratch")
     if precision is None:  # a fresh run (or a checkpoint from before precisions were recorded)
@@ -103,17 +106,16 @@ def train(
     is_main = rank == 0
     val_data = validation_batches(prior, train_config) if is_main else []
     metrics_log = _MetricsLog(out_dir / METRICS, step) if is_main else None
-    datasets_per_step = train_config.batch_size * train_config.accumulation * world_size
 
     def save_checkpoint() -> None:
         if is_main:
             _save_checkpoint(checkpoint_path, model, optimizers, averaged, step, elapsed,
-                             precision, prior_config, model_config, train_config)
+                             datasets_seen, precision, prior_config, model_config, train_config)
 
     bar = tqdm(total=train_config.steps, initial=step, disable=not (progress and is_main),
                unit="step", dynamic_ncols=True)
     stream = iter(micro_batches(prior, train_config, step, rank))
-    window_start, window_loss, window_steps = time.perf_counter(), 0.0, 0
+    window_start, window_loss, window_steps, window_datasets = time.perf_counter(), 0.0, 0, 0
     validation: dict = {}
     run_start = time.perf_counter() - elapsed
     model.train()
@@ -124,7 +126,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-        loss_sum = 0.0
+        loss_sum, step_datasets = 0.0, 0
         for i in range(train_config.accumulation):
             micro = next(stream).to(device)
             last = i == train_config.accumulation - 1
@@ -134,6 +136,7 @@ def train(
                     loss = micro_batch_nll(forward, model, micro).mean()
                 (loss / train_config.accumulation).backward()
             loss_sum += loss.item()
+            step_datasets += micro.batch.x.shape[0] * world_size
         if train_config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
         for optimizer in optimizers:
@@ -141,6 +144,8 @@ def train(
         if averaged is not None:
             averaged.update_parameters(model)
         step += 1
+        datasets_seen += step_datasets
+        window_datasets += step_datasets
         elapsed = time.perf_counter() - run_start
         window_loss += loss_sum / train_config.accumulation
         window_steps += 1
@@ -150,12 +155,13 @@ def train(
             seconds = time.perf_counter() - window_start
             record = {"step": step, "loss": window_loss / window_steps,
                       "lr": lr,
-                      "datasets_per_s": window_steps * datasets_per_step / seconds,
+                      "datasets_per_s": window_datasets / seconds,
                       "elapsed_s": elapsed}
             metrics_log.write(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}",
                             datasets_s=f"{record['datasets_per_s']:.0f}")
-            window_start, window_loss, window_steps = time.perf_counter(), 0.0, 0
+            window_start, window_loss, window_steps, window_datasets = (time.perf_counter(),
+                                                                        0.0, 0, 0)
         if is_main and (step % train_config.val_every == 0 or step == train_config.steps):
             validation = {"step": step, "elapsed_s": elapsed,
                           **validate(evaluated, prior, val_data, device)}
@@ -177,6 +183,7 @@ def train(
         "prior": prior_config,
         "train": dataclasses.asdict(train_config),
         "steps": step,
+        "datasets_seen": datasets_seen,
         "wall_time_s": round(elapsed, 1),
         "world_size": world_size,
         "precision": precision,
@@ -292,14 +299,15 @@ def _resolve_precision(model, prior, train_config, device, rank, world_size):
     return precision, timings
 
 
-def _save_checkpoint(path, model, optimizers, averaged, step, elapsed, precision, prior_config,
-                     model_config, train_config) -> None:
+def _save_checkpoint(path, model, optimizers, averaged, step, elapsed, datasets_seen, precision,
+                     prior_config, model_config, train_config) -> None:
     state = {
         "model": model.state_dict(),
         "optimizers": [optimizer.state_dict() for optimizer in optimizers],
         "averaged": None if averaged is None else averaged.state_dict(),
         "step": step,
         "elapsed_s": elapsed,
+        "datasets_seen": datasets_seen,
         "precision": precision,
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -333,7 +341,7 @@ def _load_checkpoint(path, model, optimizers, averaged, prior_config, model_conf
     torch.set_rng_state(state["rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["step"], state["elapsed_s"], state.get("precision")
+    return state["step"], state["elapsed_s"], state.get("datasets_seen"), state.get("precision")
 
 
 class _MetricsLog:
