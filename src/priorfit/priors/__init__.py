@@ -11,6 +11,7 @@ from priorfit.priors.discrete import BetaBernoulli
 from priorfit.priors.gp import GP
 from priorfit.priors.hyper import Gamma, GPHyperparameters, GPHyperPrior, LogNormal, LogUniform
 from priorfit.priors.inputs import MixedInputs, Normal, Uniform
+from priorfit.priors.tables import TableInfo, TablePrior
 
 __all__ = [
     "BNN",
@@ -28,6 +29,8 @@ __all__ = [
     "Mixture",
     "Normal",
     "Prior",
+    "TableInfo",
+    "TablePrior",
     "Uniform",
     "prior_from_config",
     "prior_to_config",
