@@ -193,7 +193,10 @@ REFERENCE = Path(__file__).parent / "data" / "shipped_outputs.safetensors"
 @pytest.mark.parametrize("name", zoo.names())
 def test_shipped_models_predict_exactly_as_before(name):
     """Logits of every shipped model on fixed inputs, stored by the code before architectures
-    and heads became pluggable (one thread, float32): the files load and predict the same."""
+    and heads became pluggable, or for a model retrained since by the code it shipped with
+    (one thread, float32): the files load and predict the same, to float32 rounding (the
+    matrix kernels of different CPUs round differently: 1.2e-5 on logits of size ~10 between an
+    Intel Xeon and an AMD EPYC; a change to the network moves them by far more)."""
     reference = load_file(REFERENCE)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the stored outputs were computed on one thread
@@ -203,8 +206,8 @@ def test_shipped_models_predict_exactly_as_before(name):
             key = f"{name}/n{n}/"
             post = model.predict(reference[key + "x_train"], reference[key + "y_train"],
                                  reference[key + "x_test"])
-            torch.testing.assert_close(post.logits, reference[key + "logits"], rtol=0, atol=1e-6)
-            torch.testing.assert_close(post.mean, reference[key + "mean"], rtol=0, atol=1e-6)
+            torch.testing.assert_close(post.logits, reference[key + "logits"], rtol=0, atol=1e-4)
+            torch.testing.assert_close(post.mean, reference[key + "mean"], rtol=0, atol=1e-5)
     finally:
         torch.set_num_threads(threads)
 
