@@ -205,3 +205,29 @@ def test_residual_scale_starts_blocks_near_the_identity_and_loads_back(tmp_path)
     assert not [n for n, _ in build_model(MODEL).named_parameters() if n.endswith(".gain")]
     with pytest.raises(ValueError, match=r"residual_scale must be in \(0, 1\]"):
         dataclasses.replace(MODEL, residual_scale=0.0)
+
+
+def test_bench_recipe_keeps_finished_runs_and_skips_them_on_a_rerun(tmp_path, monkeypatch):
+    """A full ``bench recipe`` trains for hours: each finished run's scores are stored, and a
+    rerun of the same run (same prior, model, base config, overrides, budgets, held-out data)
+    takes them instead of training again; any other run trains."""
+    from priorfit.bench import recipe
+
+    calls = []
+
+    def fake_train_and_score(prior, model_config, base, overrides, budgets, held_out):
+        calls.append(overrides)
+        return {"gap": 0.1 * len(calls), "curve": [[1.0, 0.5]]}
+
+    monkeypatch.setattr(recipe, "_train_and_score", fake_train_and_score)
+    prior, model_config, shipped = recipe._shipped("gp-1d")
+    base = recipe._baseline("gp-1d", shipped)
+    held_out = recipe._held_out(prior, (1, 2), 3)
+    args = (prior, model_config, base)
+    first = recipe._cached(tmp_path, *args, {"optimizer": "muon"}, (1.0,), held_out)
+    again = recipe._cached(tmp_path, *args, {"optimizer": "muon"}, (1.0,), held_out)
+    assert first == again == {"gap": 0.1, "curve": [[1.0, 0.5]]} and len(calls) == 1
+    recipe._cached(tmp_path, *args, {"optimizer": "adamw"}, (1.0,), held_out)
+    recipe._cached(tmp_path, *args, {"optimizer": "muon"}, (2.0,), held_out)
+    recipe._cached(None, *args, {"optimizer": "muon"}, (1.0,), held_out)  # no cache: trains
+    assert len(calls) == 4 and len(list(tmp_path.glob("*.json"))) == 3

@@ -26,12 +26,15 @@ budgets (:data:`SCALING_BUDGETS_MIN`), one run per cell, each annealed at its ow
 on the same held-out data: which size to train for a given budget.
 
 The machine's load is recorded (``os.getloadavg`` before and after each run). The full protocol
-trains for about nine and a half hours; :func:`run` takes subsets.
+trains for about nine and a half hours, so each finished training run's scores are kept in
+:data:`RUN_CACHE` (keyed by everything that defines the run) and a rerun after an interruption
+skips them; :func:`run` also takes subsets. ``--quick`` runs never use the cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -41,6 +44,7 @@ from pathlib import Path
 import torch
 
 from priorfit.bench import Result, mean_se
+from priorfit.io import atomic_write
 
 PRIORS = ("gp-paper", "gp-1d")
 BUDGETS_MIN = (2.5, 5.0, 10.0, 20.0)
@@ -66,6 +70,7 @@ SIZES = {"small": {"d_model": 64, "num_layers": 4, "d_ff": 128},
          "large": {"d_model": 192, "num_layers": 8, "d_ff": 384}}
 SCALING_BUDGETS_MIN = (2.5, 5.0, 10.0)
 HELD_OUT_SEED = 31_415_926  # not bench gp's or train-speed's held-out data
+RUN_CACHE = Path("runs/bench-recipe")  # finished runs of a full protocol (git-ignored runs/)
 HELD_OUT_SIZES = {"gp-paper": (1, 2, 4, 8, 16, 32, 64, 100), "gp-1d": (1, 2, 4, 8, 16, 32, 50)}
 
 
@@ -81,24 +86,27 @@ def run(quick: bool, data: Path, budgets_min: tuple[float, ...] | None = None,
     if scaling_budgets_min is None:
         scaling_budgets_min = (0.05,) if quick else SCALING_BUDGETS_MIN
     per_size = 50 if quick else 200
+    cache = None if quick else RUN_CACHE
     rows, summary = [], {}
     for name in priors:
         prior, model_config, shipped = _shipped(name)
         base = _baseline(name, shipped)
         held_out = _held_out(prior, HELD_OUT_SIZES[name], per_size)
+
+        def score(overrides, prior=prior, model_config=model_config, base=base,
+                  held_out=held_out):
+            return _cached(cache, prior, model_config, base, overrides, budgets, held_out)
+
         results = {}
         for recipe, overrides in [("baseline", {}), *changes.items()]:
-            results[recipe] = _train_and_score(prior, model_config, base, overrides, budgets,
-                                               held_out)
+            results[recipe] = score(overrides)
         # chosen on the runs' own validation batches at the largest budget, never on held-out data
         final = str(budgets[-1])
         helped = [r for r in changes if _below(results[r], results["baseline"], final)]
         best = _combine(changes[r] for r in helped)
         if len(helped) > 1:
-            results["best"] = _train_and_score(prior, model_config, base, best, budgets,
-                                               held_out)
-        results["shipped"] = _train_and_score(prior, model_config, base, _recipe_of(shipped),
-                                              budgets, held_out)
+            results["best"] = score(best)
+        results["shipped"] = score(_recipe_of(shipped))
         for recipe, result in results.items():
             rows.append({"method": recipe, "setting": name, "n": "all", **result})
         summary[name] = {
@@ -107,7 +115,8 @@ def run(quick: bool, data: Path, budgets_min: tuple[float, ...] | None = None,
             "gap_by_recipe": {r: results[r]["gap"] for r in results},
         }
     if scaling_budgets_min:
-        scaling = _scaling_rows("gp-1d" if quick else "gp-paper", scaling_budgets_min, per_size)
+        scaling = _scaling_rows("gp-1d" if quick else "gp-paper", scaling_budgets_min, per_size,
+                                cache)
         rows += scaling
         summary["scaling_best_size"] = {
             str(b): min((r for r in scaling if r["budget_min"] == b), key=lambda r: r["gap"])
@@ -164,6 +173,27 @@ def _held_out(prior, sizes, per_size: int) -> dict:
     return data
 
 
+def _cached(cache: Path | None, prior, model_config, base, overrides: dict, budgets,
+            held_out) -> dict:
+    """:func:`_train_and_score`, or its result from an earlier identical run in ``cache``."""
+    if cache is None:
+        return _train_and_score(prior, model_config, base, overrides, budgets, held_out)
+    from priorfit.priors.base import prior_to_config
+
+    identity = {"prior": prior_to_config(prior), "model": dataclasses.asdict(model_config),
+                "base": dataclasses.asdict(base), "overrides": overrides,
+                "budgets": list(budgets), "seed": HELD_OUT_SEED,
+                "held_out": {str(n): len(x) for n, (x, _, _) in held_out.items()}}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())["result"]
+    result = _train_and_score(prior, model_config, base, overrides, budgets, held_out)
+    text = json.dumps({"identity": identity, "result": result})
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return result
+
+
 def _train_and_score(prior, model_config, base, overrides: dict, budgets, held_out) -> dict:
     """One run to the largest budget: validation gap at each budget, then held-out scores.
 
@@ -215,7 +245,7 @@ def _train_and_score(prior, model_config, base, overrides: dict, budgets, held_o
             "recipe": _recipe_of(config), "model": dataclasses.asdict(model_config)}
 
 
-def _scaling_rows(name: str, budgets_min, per_size: int) -> list[dict]:
+def _scaling_rows(name: str, budgets_min, per_size: int, cache: Path | None) -> list[dict]:
     """The shipped recipe at each model size of :data:`SIZES` and each budget: one run each."""
     prior, model_config, shipped = _shipped(name)
     base = _baseline(name, shipped)
@@ -223,9 +253,8 @@ def _scaling_rows(name: str, budgets_min, per_size: int) -> list[dict]:
     rows = []
     for size, fields in SIZES.items():
         for budget in budgets_min:
-            result = _train_and_score(prior, model_config, base,
-                                      {**_recipe_of(shipped), "model": fields}, (budget,),
-                                      held_out)
+            result = _cached(cache, prior, model_config, base,
+                             {**_recipe_of(shipped), "model": fields}, (budget,), held_out)
             rows.append({"method": size, "setting": f"scaling-{name}", "n": "all",
                          "budget_min": budget, **result})
     return rows
