@@ -60,6 +60,7 @@ def test_card_records_the_choice_and_resume_keeps_it(tmp_path, monkeypatch):
     resumed = pf.train(PRIOR, settings(tmp_path, steps=4, precision="auto"), MODEL,
                        resume=True, progress=False)
     assert resumed.card["precision"] == first.card["precision"]
+    assert resumed.card["precision_s_per_pass"] == first.card["precision_s_per_pass"]
 
 
 def test_bfloat16_training_runs_and_keeps_float32_logits(tmp_path):

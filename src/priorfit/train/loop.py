@@ -84,7 +84,7 @@ def train(
         averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema_decay))
     step, elapsed, datasets_seen, precision, timings = 0, 0.0, 0, None, {}
     if resume and checkpoint_path.exists():
-        step, elapsed, datasets_seen, precision = _load_checkpoint(
+        step, elapsed, datasets_seen, precision, timings = _load_checkpoint(
             checkpoint_path, model, optimizers, averaged, prior_config, model_config
         )
         if datasets_seen is None:  # a checkpoint from before the curriculum: full batches
@@ -110,7 +110,8 @@ def train(
     def save_checkpoint() -> None:
         if is_main:
             _save_checkpoint(checkpoint_path, model, optimizers, averaged, step, elapsed,
-                             datasets_seen, precision, prior_config, model_config, train_config)
+                             datasets_seen, precision, timings, prior_config, model_config,
+                             train_config)
 
     bar = tqdm(total=train_config.steps, initial=step, disable=not (progress and is_main),
                unit="step", dynamic_ncols=True)
@@ -300,7 +301,7 @@ def _resolve_precision(model, prior, train_config, device, rank, world_size):
 
 
 def _save_checkpoint(path, model, optimizers, averaged, step, elapsed, datasets_seen, precision,
-                     prior_config, model_config, train_config) -> None:
+                     timings, prior_config, model_config, train_config) -> None:
     state = {
         "model": model.state_dict(),
         "optimizers": [optimizer.state_dict() for optimizer in optimizers],
@@ -309,6 +310,7 @@ def _save_checkpoint(path, model, optimizers, averaged, step, elapsed, datasets_
         "elapsed_s": elapsed,
         "datasets_seen": datasets_seen,
         "precision": precision,
+        "precision_s_per_pass": timings,
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "prior": json.dumps(prior_config),
@@ -341,7 +343,8 @@ def _load_checkpoint(path, model, optimizers, averaged, prior_config, model_conf
     torch.set_rng_state(state["rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["step"], state["elapsed_s"], state.get("datasets_seen"), state.get("precision")
+    return (state["step"], state["elapsed_s"], state.get("datasets_seen"), state.get("precision"),
+            state.get("precision_s_per_pass", {}))
 
 
 class _MetricsLog:
