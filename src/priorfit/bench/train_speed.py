@@ -242,9 +242,11 @@ def _train_priorfit(s: dict, work: Path, precision: str) -> dict:
     base = replace(base, num_workers=0, device="cpu", precision=precision,
                    border_datasets=s["border_datasets"], **quiet)
 
+    def warmup_for(steps: int) -> int:
+        return max(1, round(steps * s["warmup_fraction"]))
+
     def fit(steps: int, name: str, limit: float = 0.0, **kw):
-        warmup = max(1, round(steps * s["warmup_fraction"]))
-        kw = {"steps": steps, "warmup_steps": warmup, "time_limit_s": limit, **kw}
+        kw = {"steps": steps, "warmup_steps": warmup_for(steps), "time_limit_s": limit, **kw}
         config = replace(base, out_dir=str(work / name), **kw)
         model = train(prior, config, model_config, progress=False)
         log = [json.loads(line) for line in (work / name / "metrics.jsonl").open()]
@@ -255,9 +257,8 @@ def _train_priorfit(s: dict, work: Path, precision: str) -> dict:
     steps = max(1, int(s["budget_s"] / s_per_step))
     log_every = max(1, round(steps / 100))  # as often as pfns logs its loss (once per epoch)
     # the schedule follows the clock: a step ceiling out of reach, warm-up from the calibration
-    warmup = max(1, round(steps * s["warmup_fraction"]))
-    model, curve = fit(10**9, "run", s["budget_s"], log_every=log_every, warmup_steps=warmup,
-                       **RECIPE)
+    model, curve = fit(10**9, "run", s["budget_s"], log_every=log_every,
+                       warmup_steps=warmup_for(steps), **RECIPE)
     gen = torch.Generator().manual_seed(1)
     return {
         "calibrated_s_per_step": s_per_step,

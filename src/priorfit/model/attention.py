@@ -63,8 +63,9 @@ EXPLICIT_MAX_SCORES = 2**25
 
 def _explicit_for_training(q: Tensor, k: Tensor) -> bool:
     """Whether :func:`attend` computes the scores explicitly: in bfloat16/float16 training on a
-    CPU, where PyTorch's fused attention backward is slow (a ``gp-paper`` step: 0.75 s through
-    it, 0.60 s explicitly, on an AMD EPYC), and the scores fit in :data:`EXPLICIT_MAX_SCORES`."""
+    CPU, where PyTorch's fused attention backward is slow (a ``gp-paper`` step on an AMD EPYC:
+    0.57-0.73 s through it, 0.44-0.53 s explicitly), and the scores fit in
+    :data:`EXPLICIT_MAX_SCORES`."""
     return (q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
             and torch.is_grad_enabled() and q.requires_grad
             and q.shape[:-1].numel() * k.shape[-2] <= EXPLICIT_MAX_SCORES)

@@ -65,6 +65,14 @@ def config_at_step(config: TrainConfig, step: int) -> TrainConfig:
     return dataclasses.replace(config, **changes)
 
 
+def datasets_seen(config: TrainConfig, steps: int, world_size: int = 1) -> int:
+    """Datasets that the first ``steps`` optimiser steps consume, curriculum included."""
+    ramp = min(steps, config.ramp_steps)
+    per_process = (sum(config_at_step(config, step).batch_size for step in range(ramp))
+                   + (steps - ramp) * config.batch_size)
+    return per_process * config.accumulation * world_size
+
+
 @dataclass
 class MicroBatch:
     """A prior batch and its cut: ``batch.x[:, :num_train]`` are the training points, the rest

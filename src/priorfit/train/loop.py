@@ -31,6 +31,7 @@ from priorfit.train.data import (
     BORDER_STREAM,
     PRECISION_STREAM,
     MicroBatch,
+    datasets_seen,
     micro_batches,
     sample_micro_batch,
     validation_batches,
@@ -82,14 +83,11 @@ def train(
     averaged = None
     if train_config.ema_decay > 0:
         averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema_decay))
-    step, elapsed, datasets_seen, precision, timings = 0, 0.0, 0, None, {}
+    step, elapsed, precision, timings = 0, 0.0, None, {}
     if resume and checkpoint_path.exists():
-        step, elapsed, datasets_seen, precision, timings = _load_checkpoint(
+        step, elapsed, precision, timings = _load_checkpoint(
             checkpoint_path, model, optimizers, averaged, prior_config, model_config
         )
-        if datasets_seen is None:  # a checkpoint from before the curriculum: full batches
-            datasets_seen = (step * train_config.batch_size * train_config.accumulation
-                             * world_size)
     elif resume:
         print(f"no checkpoint in {out_dir}; starting from scratch")
     if precision is None:  # a fresh run (or a checkpoint from before precisions were recorded)
@@ -110,13 +108,12 @@ def train(
     def save_checkpoint() -> None:
         if is_main:
             _save_checkpoint(checkpoint_path, model, optimizers, averaged, step, elapsed,
-                             datasets_seen, precision, timings, prior_config, model_config,
-                             train_config)
+                             precision, timings, prior_config, model_config, train_config)
 
     bar = tqdm(total=train_config.steps, initial=step, disable=not (progress and is_main),
                unit="step", dynamic_ncols=True)
     stream = iter(micro_batches(prior, train_config, step, rank))
-    window_start, window_loss, window_steps, window_datasets = time.perf_counter(), 0.0, 0, 0
+    window_start, window_loss, window_steps = time.perf_counter(), 0.0, 0
     validation: dict = {}
     run_start = time.perf_counter() - elapsed
     model.train()
@@ -127,7 +124,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-        loss_sum, step_datasets = 0.0, 0
+        loss_sum = 0.0
         for i in range(train_config.accumulation):
             micro = next(stream).to(device)
             last = i == train_config.accumulation - 1
@@ -137,7 +134,6 @@ def train(
                     loss = micro_batch_nll(forward, model, micro).mean()
                 (loss / train_config.accumulation).backward()
             loss_sum += loss.item()
-            step_datasets += micro.batch.x.shape[0] * world_size
         if train_config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
         for optimizer in optimizers:
@@ -145,8 +141,6 @@ def train(
         if averaged is not None:
             averaged.update_parameters(model)
         step += 1
-        datasets_seen += step_datasets
-        window_datasets += step_datasets
         elapsed = time.perf_counter() - run_start
         window_loss += loss_sum / train_config.accumulation
         window_steps += 1
@@ -156,13 +150,14 @@ def train(
             seconds = time.perf_counter() - window_start
             record = {"step": step, "loss": window_loss / window_steps,
                       "lr": lr,
-                      "datasets_per_s": window_datasets / seconds,
+                      "datasets_per_s": (datasets_seen(train_config, step, world_size)
+                                         - datasets_seen(train_config, step - window_steps,
+                                                         world_size)) / seconds,
                       "elapsed_s": elapsed}
             metrics_log.write(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}",
                             datasets_s=f"{record['datasets_per_s']:.0f}")
-            window_start, window_loss, window_steps, window_datasets = (time.perf_counter(),
-                                                                        0.0, 0, 0)
+            window_start, window_loss, window_steps = time.perf_counter(), 0.0, 0
         if is_main and (step % train_config.val_every == 0 or step == train_config.steps):
             validation = {"step": step, "elapsed_s": elapsed,
                           **validate(evaluated, prior, val_data, device)}
@@ -184,7 +179,7 @@ def train(
         "prior": prior_config,
         "train": dataclasses.asdict(train_config),
         "steps": step,
-        "datasets_seen": datasets_seen,
+        "datasets_seen": datasets_seen(train_config, step, world_size),
         "wall_time_s": round(elapsed, 1),
         "world_size": world_size,
         "precision": precision,
@@ -300,15 +295,14 @@ def _resolve_precision(model, prior, train_config, device, rank, world_size):
     return precision, timings
 
 
-def _save_checkpoint(path, model, optimizers, averaged, step, elapsed, datasets_seen, precision,
-                     timings, prior_config, model_config, train_config) -> None:
+def _save_checkpoint(path, model, optimizers, averaged, step, elapsed, precision, timings,
+                     prior_config, model_config, train_config) -> None:
     state = {
         "model": model.state_dict(),
         "optimizers": [optimizer.state_dict() for optimizer in optimizers],
         "averaged": None if averaged is None else averaged.state_dict(),
         "step": step,
         "elapsed_s": elapsed,
-        "datasets_seen": datasets_seen,
         "precision": precision,
         "precision_s_per_pass": timings,
         "rng": torch.get_rng_state(),
@@ -343,7 +337,7 @@ def _load_checkpoint(path, model, optimizers, averaged, prior_config, model_conf
     torch.set_rng_state(state["rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return (state["step"], state["elapsed_s"], state.get("datasets_seen"), state.get("precision"),
+    return (state["step"], state["elapsed_s"], state.get("precision"),
             state.get("precision_s_per_pass", {}))
 
 
