@@ -142,3 +142,34 @@ def test_cells_pfn_learns_a_toy_table_prior(tmp_path):
                            out_dir=str(tmp_path / "run"))
     model = pf.train(LinearClasses(), train, config, progress=False)
     assert model.card["validation"]["val_nll"] < 0.45, model.card["validation"]
+
+
+def test_missing_values_are_encoded_not_rejected():
+    """NaN cells get the learned missing embedding: finite logits that differ from a 0 there,
+    and prediction accepts NaN for this architecture (inf stays an error)."""
+    model = cells_model()
+    x_train, y_train, x_test = table(batch=1)
+    holes = x_train.clone()
+    holes[0, :4, 2] = torch.nan
+    out = model(holes, y_train, x_test)
+    assert torch.isfinite(out).all()
+    zeros = holes.nan_to_num(0.0)
+    assert not torch.allclose(out, model(zeros, y_train, x_test))
+    with torch.no_grad():
+        model.missing_encoder.weight.zero_()
+    torch.testing.assert_close(model(holes, y_train, x_test), model(zeros, y_train, x_test))
+    test_holes = x_test.clone()
+    test_holes[0, 1, 0] = torch.nan
+    assert torch.isfinite(model.predict(holes[0], y_train[0], test_holes[0]).logits).all()
+    holes[0, 5, 1] = torch.inf
+    with pytest.raises(ValueError, match="x_train contains 1 infinite"):
+        model.predict(holes[0], y_train[0], x_test[0])
+
+
+def test_rows_architecture_still_rejects_missing_values():
+    model = build_model(ModelConfig(num_features=2, num_outputs=8, d_model=16, num_heads=2,
+                                    num_layers=1, d_ff=16)).eval()
+    x = torch.randn(5, 2)
+    x[0, 0] = torch.nan
+    with pytest.raises(ValueError, match="x_train contains 1 NaN or infinite"):
+        model.predict(x, torch.randn(5), torch.randn(3, 2))

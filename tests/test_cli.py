@@ -116,7 +116,7 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
 @pytest.mark.parametrize("bench", sorted(BENCHES))
 def test_bench_quick_smoke(bench, tmp_path):
     """Each benchmark runs with --quick and writes its JSON and plots. The real datasets (for
-    bench regression) are read from $PRIORFIT_DATA, else from ../shared/data next to the
+    bench regression and tabular) are read from $PRIORFIT_DATA, else from ../shared/data next to the
     repository. A directory named by PRIORFIT_DATA must hold them (else the test fails); the
     default missing (a clone outside the workspace), the test is skipped with the path it tried,
     which `make test` lists (pytest -rs)."""
@@ -126,10 +126,11 @@ def test_bench_quick_smoke(bench, tmp_path):
         pytest.importorskip("numpyro", reason=f"{bench} runs NUTS with numpyro ([bench] extra)")
     named = os.environ.get("PRIORFIT_DATA")
     data = Path(named or Path(__file__).parents[2] / "shared" / "data")
-    if bench == "regression" and not (data / "regression").is_dir():
+    folder = {"regression": "regression", "tabular": "cc18"}.get(bench)
+    if folder and not (data / folder).is_dir():
         (pytest.fail if named else pytest.skip)(
-            f"bench regression needs the real datasets in {data / 'regression'}, which does not "
-            "exist: set PRIORFIT_DATA to the data directory that holds regression/ (default "
+            f"bench {bench} needs the real datasets in {data / folder}, which does not exist: "
+            f"set PRIORFIT_DATA to the data directory that holds {folder}/ (default "
             "../shared/data relative to the repository root)"
         )
     assert main(["bench", bench, "--quick", "--out", str(tmp_path), "--data", str(data)]) == 0

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PFN",
     "ModelConfig",
+    "PFNClassifier",
     "PFNRegressor",
     "RiemannDistribution",
     "TrainConfig",
@@ -26,8 +27,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "PFNRegressor":  # imports scikit-learn, so only when asked for
-        from priorfit.tabular import PFNRegressor
+    if name in ("PFNClassifier", "PFNRegressor"):  # import scikit-learn only when asked for
+        from priorfit import tabular
 
-        return PFNRegressor
+        return getattr(tabular, name)
     raise AttributeError(f"module 'priorfit' has no attribute {name!r}")

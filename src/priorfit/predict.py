@@ -20,9 +20,11 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 def as_float_tensor(name: str, value, device: torch.device, dtype: torch.dtype = torch.float32,
-                    *, finite: bool = True, keep_grad: bool = False) -> Tensor:
+                    *, finite: bool = True, allow_nan: bool = False,
+                    keep_grad: bool = False) -> Tensor:
     """Numbers (numpy, torch, nested lists) -> a ``dtype`` tensor; clear errors for anything
-    else. ``finite`` rejects NaN and inf; ``keep_grad`` keeps a tensor's autograd history."""
+    else. ``finite`` rejects NaN and inf (only inf with ``allow_nan``: missing values for a
+    model that encodes them); ``keep_grad`` keeps a tensor's autograd history."""
     if isinstance(value, Tensor):
         tensor = value if keep_grad else value.detach()
     else:
@@ -37,18 +39,22 @@ def as_float_tensor(name: str, value, device: torch.device, dtype: torch.dtype =
         raise TypeError(f"{name} must be real numbers, got dtype {tensor.dtype}")
     tensor = tensor.to(device=device, dtype=dtype)
     if finite:
-        check_finite_where(name, tensor, None)
+        check_finite_where(name, tensor, None, allow_nan)
     return tensor
 
 
-def check_finite_where(name: str, tensor: Tensor, where: Tensor | None) -> None:
-    """``ValueError`` if ``tensor`` has NaN or inf (only where ``where`` is ``True``)."""
-    bad = ~torch.isfinite(tensor.detach())
+def check_finite_where(name: str, tensor: Tensor, where: Tensor | None,
+                       allow_nan: bool = False) -> None:
+    """``ValueError`` if ``tensor`` has NaN or inf (only where ``where`` is ``True``; only inf
+    with ``allow_nan``)."""
+    values = tensor.detach()
+    bad = values.isinf() if allow_nan else ~torch.isfinite(values)
     if where is not None:
         bad = bad & where
     if bool(bad.any()):
+        what = "infinite" if allow_nan else "NaN or infinite"
         raise ValueError(
-            f"{name} contains {int(bad.sum())} NaN or infinite value(s); remove or impute them"
+            f"{name} contains {int(bad.sum())} {what} value(s); remove or impute them"
         )
 
 
@@ -103,7 +109,8 @@ class Conditioned:
 
     Args:
         model: a :class:`~priorfit.model.pfn.PFN`.
-        x_train: ``[n, F]`` or batched ``[B, n, F]`` (numpy, torch or lists; ``n`` may be 0).
+        x_train: ``[n, F]`` or batched ``[B, n, F]`` (numpy, torch or lists; ``n`` may be 0);
+            NaN marks a missing value where the model encodes them (``model.accepts_missing``).
         y_train: ``[n]`` or ``[B, n]``, in the user's units.
         train_mask: optional ``[n]`` / ``[B, n]`` booleans, ``True`` for real training points:
             datasets with different numbers of points share one batch, the rest is padding
@@ -126,13 +133,15 @@ class Conditioned:
         config = model.config
         weight = next(model.parameters())
         device, dtype = weight.device, weight.dtype
-        x_train = as_float_tensor("x_train", x_train, device, dtype, finite=train_mask is None)
+        missing_ok = model.accepts_missing
+        x_train = as_float_tensor("x_train", x_train, device, dtype, finite=train_mask is None,
+                                  allow_nan=missing_ok)
         y_train = as_float_tensor("y_train", y_train, device, dtype, finite=train_mask is None)
         self.batched = x_train.dim() == 3
         x_train, y_train = check_training_set(x_train, y_train, config.num_features)
         mask = None if train_mask is None else check_mask(train_mask, y_train, self.batched)
         if mask is not None:
-            check_finite_where("x_train", x_train, mask[..., None])
+            check_finite_where("x_train", x_train, mask[..., None], missing_ok)
             check_finite_where("y_train", y_train, mask)
             x_train = x_train.masked_fill(~mask[..., None], 0.0)
             y_train = y_train.masked_fill(~mask, 0.0)
@@ -152,7 +161,8 @@ class Conditioned:
     def _test_inputs(self, x_test) -> Tensor:
         """``x_test`` validated and batched, ``[B, m, F]``."""
         device, dtype = self.y_train.device, self.y_train.dtype
-        x_test = as_float_tensor("x_test", x_test, device, dtype, keep_grad=True)
+        x_test = as_float_tensor("x_test", x_test, device, dtype, keep_grad=True,
+                                 allow_nan=self.model.accepts_missing)
         if x_test.dim() != (3 if self.batched else 2):
             raise ValueError(
                 f"x_test must be {'[B, m, features]' if self.batched else '[m, features]'} like "

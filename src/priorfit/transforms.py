@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-X_TRANSFORMS = ("none", "unit_cube")
+X_TRANSFORMS = ("none", "unit_cube", "standardize")
 Y_TRANSFORMS = ("none", "standardize")
 
 
@@ -57,17 +57,23 @@ def fit_transform(
 ) -> DataTransform:
     """Fit the named transforms on the training points ``x_train [B, n, F]``, ``y_train [B, n]``.
 
-    ``unit_cube`` maps each feature's training range to [0, 1]; ``standardize`` gives the training
-    targets mean 0 and standard deviation 1. Degenerate statistics (no training points, a
-    constant feature or target) fall back to an identity scale, never to a division by zero.
-    ``train_mask [B, n]`` (``True`` = a real point) leaves padding out of the statistics.
+    ``unit_cube`` maps each feature's training range to [0, 1]; ``standardize`` gives each
+    feature (x) or the targets (y) mean 0 and standard deviation 1 over the training points.
+    Degenerate statistics (no training points, a constant feature or target) fall back to an
+    identity scale, never to a division by zero. ``train_mask [B, n]`` (``True`` = a real point)
+    leaves padding out of the statistics. The x ``standardize`` skips missing values (NaN): they
+    stay NaN, for a network that encodes them (``"cells"``).
     """
-    if train_mask is not None:
-        return _fit_masked(x_transform, y_transform, x_train, y_train, train_mask)
     if x_transform not in X_TRANSFORMS:
         raise ValueError(f"x_transform must be one of {X_TRANSFORMS}, got {x_transform!r}")
     if y_transform not in Y_TRANSFORMS:
         raise ValueError(f"y_transform must be one of {Y_TRANSFORMS}, got {y_transform!r}")
+    if x_transform == "standardize":
+        x_loc, x_scale = _standardize_features(x_train, train_mask)
+        rest = fit_transform("none", y_transform, x_train, y_train, train_mask)
+        return DataTransform(x_loc, x_scale, rest.y_loc, rest.y_scale)
+    if train_mask is not None:
+        return _fit_masked(x_transform, y_transform, x_train, y_train, train_mask)
     batch, n, num_features = x_train.shape
     x_loc = x_train.new_zeros(batch, 1, num_features)
     x_scale = x_train.new_ones(batch, 1, num_features)
@@ -105,6 +111,20 @@ def _fit_masked(x_transform, y_transform, x_train, y_train, mask) -> DataTransfo
         y_loc = torch.where(has_points, mean, y_loc)
         y_scale = torch.where(has_points, _safe_scale(var.sqrt()), y_scale)
     return DataTransform(x_loc, x_scale, y_loc, y_scale)
+
+
+def _standardize_features(x_train: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation ``[B, 1, F]`` of each feature over the observed (not NaN,
+    not padding) training values; 0 and 1 for a feature with none."""
+    observed = ~x_train.isnan()
+    if mask is not None:
+        observed &= mask[..., None]
+    count = observed.sum(1, keepdim=True)
+    safe_count = count.clamp(min=1)
+    x = torch.where(observed, x_train, 0.0)
+    mean = x.sum(1, keepdim=True) / safe_count
+    var = torch.where(observed, x - mean, 0.0).square().sum(1, keepdim=True) / safe_count
+    return mean, _safe_scale(var.sqrt())
 
 
 def _safe_scale(scale: Tensor) -> Tensor:

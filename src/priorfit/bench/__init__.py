@@ -24,6 +24,7 @@ BENCHES = {
     "memory": "priorfit.bench.memory",
     "recipe": "priorfit.bench.recipe",
     "regression": "priorfit.bench.regression",
+    "tabular": "priorfit.bench.tabular",
     "tabular-prior": "priorfit.bench.tabular_prior",
     "train-speed": "priorfit.bench.train_speed",
 }

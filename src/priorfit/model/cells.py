@@ -9,6 +9,8 @@ one target token (``y`` embedded for training rows, a learned vector for test ro
    training rows only (never to themselves or to other test rows),
 3. applies a feed-forward block to every token.
 
+Missing values (NaN in ``x``) are encoded, not imputed: a cell's value enters as 0 and a second
+linear map embeds the group's missing-value indicators, so "missing" is a learned embedding.
 The decoder reads the target token of each test row. With ``config.thinking_rows = T``, ``T``
 learned rows are prepended to the training rows in every dataset: they take part like training
 rows, so every row can attend to them (and test rows still see something when there are no
@@ -76,12 +78,14 @@ class CellsPFN(PFN):
     ``config.num_features``; ``features_per_group`` features share a token."""
 
     default_chunk_size = 256  # test rows per pass: every row holds G + 1 tokens
+    accepts_missing = True
 
     def __init__(self, config):
         super().__init__(config)
         d, group = config.d_model, config.features_per_group
         self.group = group
         self.cell_encoder = nn.Linear(group, d)
+        self.missing_encoder = nn.Linear(group, d, bias=False)  # embeds NaN indicators
         self.y_encoder = nn.Linear(1, d)
         self.test_target = nn.Parameter(torch.randn(d) * 0.02)  # target token of test rows
         # thinking rows: one vector for their feature tokens, one for their target token
@@ -91,15 +95,17 @@ class CellsPFN(PFN):
         self.decoder = decoder(d, config.d_ff, config.num_outputs)
 
     def _cells(self, x: Tensor) -> Tensor:
-        """``x [B, N, F]`` -> feature tokens ``[B, N, G, d]``; a last partial group is
-        zero-padded and rescaled like the rows encoder (``sqrt(g / features in the group)``)."""
-        num_features = x.shape[-1]
-        pad = -num_features % self.group
-        groups = F.pad(x, (0, pad)).unflatten(-1, (-1, self.group))
+        """``x [B, N, F]`` (NaN where missing) -> feature tokens ``[B, N, G, d]``; a last
+        partial group is zero-padded and rescaled like the rows encoder (``sqrt(g / features in
+        the group)``)."""
+        missing = x.isnan()
+        pad = -x.shape[-1] % self.group
+        groups = F.pad(x.masked_fill(missing, 0.0), (0, pad)).unflatten(-1, (-1, self.group))
         if pad:
             last = groups[..., -1:, :] * ((self.group / (self.group - pad)) ** 0.5)
             groups = torch.cat([groups[..., :-1, :], last], -2)
-        return self.cell_encoder(groups)
+        flags = F.pad(missing.to(groups.dtype), (0, pad)).unflatten(-1, (-1, self.group))
+        return self.cell_encoder(groups) + self.missing_encoder(flags)
 
     def condition(self, x_train: Tensor, y_train: Tensor,
                   train_mask: Tensor | None = None) -> CellsCache:

@@ -34,6 +34,7 @@ class PFN(nn.Module):
 
     arch: ClassVar[str]  # set by register_architecture
     default_chunk_size: ClassVar[int] = 2048  # test points per forward pass in prediction
+    accepts_missing: ClassVar[bool] = False  # True: NaN in x is a missing value it encodes
 
     def __init__(self, config):
         super().__init__()

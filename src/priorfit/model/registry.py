@@ -53,8 +53,9 @@ class ModelConfig:
         bounds: ``[low, high]``, the interval of a bounded head (unused by the others).
         d_model, num_heads, num_layers, d_ff: transformer sizes.
         dropout: dropout in attention outputs and feed-forward blocks.
-        x_transform: ``"none"`` or ``"unit_cube"`` — per dataset, before the model (see
-            :mod:`priorfit.transforms`); the same transform is used in training and prediction.
+        x_transform: ``"none"``, ``"unit_cube"`` or ``"standardize"`` (per feature, NaN
+            skipped) — per dataset, before the model (see :mod:`priorfit.transforms`); the same
+            transform is used in training and prediction.
         y_transform: ``"none"`` or ``"standardize"``, likewise.
         features_per_group: ``"cells"`` only: features embedded together in one token.
         thinking_rows: ``"cells"`` only: learned extra rows every row can attend to.

@@ -1,4 +1,4 @@
-"""scikit-learn estimators on shipped PFNs.
+"""PFNRegressor: a scikit-learn regressor on a shipped PFN.
 
 :class:`PFNRegressor` turns a regression PFN (by default ``gp-hyper``, a GP with hyperpriors
 built for real data) into an estimator with calibrated uncertainty: ``fit`` only stores the

@@ -1,0 +1,302 @@
+"""``priorfit bench tabular``: PFNClassifier against classical classifiers on the cc18 tables.
+
+The protocol of the field (TabPFN v1): each of the 29 tables of ``DATA/cc18`` (see its README)
+is split 5 times at random, stratified, into up to 1000 training rows (half the table when it
+is smaller) and up to 1000 test rows (the rest). Setting ``"tiny-30"`` (the paper's §6 regime,
+where the prior matters most) fits on 30 of those training rows and scores the same test rows.
+Every method sees the same encoded table (:class:`~priorfit.tabular.columns.TableEncoder`
+fitted on the training rows: category codes, NaN for missing values) and its own preprocessing
+(:mod:`priorfit.baselines.tables`).
+
+Methods: ``pfn`` (:class:`priorfit.PFNClassifier` with its defaults on the shipped ``tabular``
+model), the default baselines of :data:`~priorfit.baselines.tables.DEFAULT_BASELINES`, and,
+unless ``tuned_seconds = 0``, XGBoost, LightGBM and CatBoost tuned with Optuna for
+``tuned_seconds`` per dataset and split (3-fold CV log loss on the training rows).
+
+Scores per test set: ROC AUC (one-vs-one macro for more than two classes), accuracy, log loss,
+expected calibration error (top-label confidence, 15 equal-width bins), fit + predict seconds.
+The summary reports, for the 18 numerical tables (``tabpfn_numeric18``) and for all 29, mean
+AUC with its standard error over tables, mean rank, and the means of the other scores, plus the
+seconds of fit + predict at 1000 training x 1000 test rows x 100 features on one core.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import rankdata
+
+from priorfit.bench import Result, mean_se
+
+SPLITS = 5
+MAX_TRAIN, MAX_TEST, TINY_TRAIN = 1000, 1000, 30
+SEED = 20_260_001
+ECE_BINS = 15
+TUNED_SECONDS = 60.0
+GROUPS = ("numeric18", "all29")
+METRICS = ("roc_auc", "accuracy", "log_loss", "ece", "seconds_per_task")
+SPEED_SHAPE = (1000, 1000, 100)  # training rows, test rows, features
+
+
+def run(quick: bool, data: Path, model_name: str = "tabular",
+        tuned_seconds: float = TUNED_SECONDS) -> Result:
+    from priorfit.baselines.tables import DEFAULT_BASELINES, TUNABLE
+
+    folder = data / "cc18"
+    if not (folder / "manifest.json").exists():
+        raise ValueError(f"no cc18 tables in {folder} (pass --data DIR)")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if quick:
+        manifest = sorted(manifest, key=lambda e: e["n_rows"] * e["n_features"])[:2]
+        baselines, tuned, splits = ("logistic", "random_forest"), (), 1
+    else:
+        baselines, splits = DEFAULT_BASELINES, SPLITS
+        tuned = TUNABLE if tuned_seconds > 0 else ()
+    methods = ("pfn", *baselines, *(f"{name}_tuned" for name in tuned))
+    config = {"model": model_name, "datasets": [e["name"] for e in manifest], "splits": splits,
+              "max_train": MAX_TRAIN, "max_test": MAX_TEST, "tiny_train": TINY_TRAIN,
+              "methods": list(methods), "tuned_seconds": tuned_seconds if tuned else 0}
+    rows = []
+    for entry in manifest:
+        X, y = load_table(folder / entry["file"])
+        per_setting: dict[tuple[str, str], list[dict]] = {}
+        for split in range(splits):
+            for setting, train, test in split_rows(y, split):
+                for method in methods:
+                    scores = score(method, model_name, X, y, train, test, split, tuned_seconds)
+                    per_setting.setdefault((setting, method), []).append(scores)
+        for (setting, method), scores in per_setting.items():
+            row = {"method": method, "dataset": entry["name"], "setting": setting,
+                   "numeric18": entry["tabpfn_numeric18"], "n": scores[0]["n"],
+                   "features": X.shape[1], "classes": int(y.max()) + 1}
+            for metric in METRICS:
+                row[metric], row[metric + "_se"] = mean_se([s[metric] for s in scores])
+            rows.append(row)
+    summary = summarise(rows, methods)
+    if not quick:
+        summary["speed"] = speed(model_name)
+    return Result(config, rows, summary, table_of(summary))
+
+
+def load_table(path: Path) -> tuple[object, np.ndarray]:
+    """A cc18 CSV -> (its feature columns as a DataFrame, labels ``[n]`` as codes 0..K-1)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    _, y = np.unique(frame.pop("target").astype(str).to_numpy(), return_inverse=True)
+    return frame, y
+
+
+def split_rows(y: np.ndarray, split: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(setting, train rows, test rows)`` of split ``split``: stratified where every class
+    has two rows; the tiny training set is drawn from the full one and holds every class it
+    can."""
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(SEED + split)
+    n = len(y)
+    stratify = y if np.bincount(y).min() >= 2 else None
+    train, rest = train_test_split(np.arange(n), train_size=min(MAX_TRAIN, n // 2),
+                                   stratify=stratify, random_state=SEED + split)
+    test = rng.permutation(rest)[:MAX_TEST]
+    tiny = _tiny(y, train, rng)
+    return [("full", np.sort(train), np.sort(test)), ("tiny-30", tiny, np.sort(test))]
+
+
+def _tiny(y: np.ndarray, train: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``TINY_TRAIN`` rows of ``train``: one of each class first (as far as room allows)."""
+    order = rng.permutation(train)
+    _, first = np.unique(y[order], return_index=True)
+    first = first[:TINY_TRAIN]
+    rest = np.delete(order, first)
+    return np.sort(np.concatenate([order[first], rest[: TINY_TRAIN - len(first)]]))
+
+
+def score(method: str, model_name: str, X, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+          split: int, tuned_seconds: float) -> dict:
+    """Fit ``method`` on the training rows, score it on the test rows."""
+    from priorfit.tabular.columns import TableEncoder
+
+    classes = int(y.max()) + 1
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence, subsampling and ensembling warnings
+        if method == "pfn":
+            proba = _pfn(model_name, X.iloc[train], y[train], X.iloc[test], classes)
+        else:
+            encoder = TableEncoder().fit(X.iloc[train])
+            X_train, X_test = encoder.transform(X.iloc[train]), encoder.transform(X.iloc[test])
+            proba = _baseline(method, X_train, y[train], X_test, encoder.categorical,
+                              classes, split, tuned_seconds)
+    seconds = time.perf_counter() - start
+    return {"n": len(train), **classification_scores(y[test], proba, classes),
+            "seconds_per_task": seconds}
+
+
+def _pfn(model_name: str, X_train, y_train, X_test, classes: int) -> np.ndarray:
+    from priorfit.tabular import PFNClassifier
+
+    clf = PFNClassifier(model_name).fit(X_train, y_train)
+    proba = np.zeros((len(X_test), classes))
+    proba[:, clf.classes_] = clf.predict_proba(X_test)
+    return proba
+
+
+def _baseline(method, X_train, y_train, X_test, categorical, classes, split, tuned_seconds):
+    from priorfit.baselines.tables import fit_tuned, make_baseline
+
+    if method.endswith("_tuned"):
+        model, _ = fit_tuned(method.removesuffix("_tuned"), X_train, y_train, categorical,
+                             seed=split, seconds=tuned_seconds)
+    else:
+        model = make_baseline(method, categorical, seed=split, n_classes=classes)
+        model.fit(X_train, y_train)
+    proba = model.predict_proba(X_test)
+    return np.pad(proba, ((0, 0), (0, classes - proba.shape[1])))  # classes absent in training
+
+
+def classification_scores(y: np.ndarray, proba: np.ndarray, classes: int) -> dict:
+    """ROC AUC, accuracy, log loss and ECE of probabilities ``proba [m, classes]``.
+
+    AUC: binary, or one-vs-one macro over the classes present in ``y`` (renormalised)."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    proba = np.clip(proba, 0.0, 1.0)
+    proba = proba / proba.sum(1, keepdims=True)
+    present = np.unique(y)
+    if classes == 2:
+        auc = roc_auc_score(y, proba[:, 1])
+    else:
+        sub = proba[:, present] / proba[:, present].sum(1, keepdims=True)
+        auc = roc_auc_score(y, sub, multi_class="ovo", labels=present)
+    return {"roc_auc": float(auc), "accuracy": float((proba.argmax(1) == y).mean()),
+            "log_loss": float(log_loss(y, proba, labels=np.arange(classes))),
+            "ece": expected_calibration_error(y, proba)}
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-label ECE: ``sum_b |B_b|/m * |accuracy(B_b) - confidence(B_b)|`` over ``bins``
+    equal-width confidence bins."""
+    confidence, correct = proba.max(1), proba.argmax(1) == y
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)
+
+
+def summarise(rows: list[dict], methods: tuple[str, ...]) -> dict:
+    """Per group of tables and setting: mean scores (AUC with standard error over tables) and
+    mean AUC rank per method; the targets of the issue."""
+    summary: dict = {}
+    for setting in sorted({r["setting"] for r in rows}):
+        for group in GROUPS:
+            chosen = [r for r in rows if r["setting"] == setting
+                      and (group == "all29" or r["numeric18"])]
+            datasets = sorted({r["dataset"] for r in chosen})
+            if not datasets:
+                continue
+            by = {(r["dataset"], r["method"]): r for r in chosen}
+            auc = np.array([[by[d, m]["roc_auc"] for m in methods] for d in datasets])
+            ranks = rankdata(-auc, axis=1).mean(0)
+            entry = {"datasets": len(datasets), "methods": {}}
+            for j, method in enumerate(methods):
+                scores = {metric: mean_se([by[d, method][metric] for d in datasets])
+                          for metric in METRICS}
+                entry["methods"][method] = {**scores, "auc_rank": float(ranks[j])}
+            summary[f"{setting}/{group}"] = entry
+    summary["targets"] = _targets(summary, methods)
+    return summary
+
+
+def _targets(summary: dict, methods: tuple[str, ...]) -> dict:
+    targets = {}
+    defaults = [m for m in methods if m != "pfn" and not m.endswith("_tuned")]
+    for key, rivals in (("full/numeric18", defaults),
+                        ("full/all29", [m for m in ("random_forest", "hist_gradient_boosting")
+                                        if m in methods])):
+        if key in summary and rivals:
+            auc = {m: summary[key]["methods"][m]["roc_auc"][0] for m in ("pfn", *rivals)}
+            targets[f"{key}: pfn AUC above {', '.join(rivals)}"] = all(
+                auc["pfn"] > auc[m] for m in rivals)
+    if "full/all29" in summary:
+        entry = summary["full/all29"]["methods"]
+        for metric in ("ece", "log_loss"):
+            best = min(entry, key=lambda m: entry[m][metric][0])
+            targets[f"full/all29: lowest {metric} (best: {best})"] = best == "pfn"
+    return targets
+
+
+def speed(model_name: str) -> dict:
+    """Fit + predict seconds of one member and of the default ensemble at
+    :data:`SPEED_SHAPE` on random data (the threads torch is given)."""
+    import torch
+
+    from priorfit.tabular import PFNClassifier
+
+    n, m, features = SPEED_SHAPE
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n + m, features))
+    y = (X[:, :3].sum(1) > 0).astype(int)
+    result = {"shape": list(SPEED_SHAPE), "threads": torch.get_num_threads()}
+    for name, kwargs in (("one_member_s", {"n_estimators": 1}), ("default_ensemble_s", {})):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = time.perf_counter()
+            PFNClassifier(model_name, **kwargs).fit(X[:n], y[:n]).predict_proba(X[n:])
+            result[name] = time.perf_counter() - start
+    return result
+
+
+def table_of(summary: dict) -> str:
+    lines = []
+    for key, entry in summary.items():
+        if "/" not in key:
+            continue
+        lines.append(f"{key} ({entry['datasets']} tables)")
+        lines.append(f"  {'method':<24}{'ROC AUC':>16}{'rank':>6}{'acc':>7}{'logloss':>8}"
+                     f"{'ECE':>7}{'s/split':>9}")
+        for method, e in sorted(entry["methods"].items(), key=lambda kv: -kv[1]["roc_auc"][0]):
+            lines.append(
+                f"  {method:<24}{e['roc_auc'][0]:>9.4f} ± {e['roc_auc'][1]:.3f}"
+                f"{e['auc_rank']:>6.2f}{e['accuracy'][0]:>7.3f}{e['log_loss'][0]:>8.3f}"
+                f"{e['ece'][0]:>7.3f}{e['seconds_per_task'][0]:>9.2f}"
+            )
+    if "speed" in summary:
+        s = summary["speed"]
+        lines.append(f"fit + predict at {s['shape']}: one member {s['one_member_s']:.2f} s, "
+                     f"default ensemble {s['default_ensemble_s']:.2f} s ({s['threads']} thread)")
+    lines += [f"target {name}: {'met' if met else 'missed'}"
+              for name, met in summary["targets"].items()]
+    return "\n".join(lines)
+
+
+def plot(result: Result, out: Path) -> list[Path]:
+    """Per table, the PFN's ROC AUC against each baseline's (full training sets)."""
+    from priorfit.plots import pyplot
+
+    plt = pyplot()
+    rows = [r for r in result.rows if r["setting"] == "full"]
+    by = {(r["dataset"], r["method"]): r for r in rows}
+    datasets = sorted({r["dataset"] for r in rows})
+    pfn = np.array([by[d, "pfn"]["roc_auc"] for d in datasets])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for method in result.config["methods"][1:]:
+        ax.scatter(pfn, [by[d, method]["roc_auc"] for d in datasets], s=12, label=method)
+    low = min(0.5, float(pfn.min()))
+    ax.plot([low, 1], [low, 1], "k--", lw=1)
+    ax.set_xlabel("PFN ROC AUC")
+    ax.set_ylabel("baseline ROC AUC")
+    ax.set_title("below the diagonal: the PFN is better")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "tabular_auc.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
