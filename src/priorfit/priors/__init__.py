@@ -7,6 +7,7 @@ distribution must be exported from this namespace; other dataclass priors are re
 
 from priorfit.priors.base import Batch, Mixture, Prior, prior_from_config, prior_to_config
 from priorfit.priors.bnn import BNN, BNNHyperPrior, MLPWeights
+from priorfit.priors.curves import CurvePrior
 from priorfit.priors.discrete import BetaBernoulli
 from priorfit.priors.gp import GP
 from priorfit.priors.hyper import Gamma, GPHyperparameters, GPHyperPrior, LogNormal, LogUniform
@@ -19,6 +20,7 @@ __all__ = [
     "BNNHyperPrior",
     "Batch",
     "BetaBernoulli",
+    "CurvePrior",
     "GPHyperPrior",
     "GPHyperparameters",
     "Gamma",
