@@ -42,9 +42,8 @@ def test_one_plain_member_is_the_model_itself(model_path):
     X, y, X_test = table()
     clf = pf.PFNClassifier(model_path, n_estimators=1, preprocessing=("none",),
                            softmax_temperature=1.0).fit(X, y)
-    expected = pf.load(model_path).double().predict(X, y.astype(float), X_test).probs[:, :3]
-    # (predict hands out float32 logits)
-    np.testing.assert_allclose(clf.predict_proba(X_test), expected.numpy(), rtol=1e-6)
+    expected = pf.load(model_path).predict(X, y.astype(float), X_test).probs[:, :3]
+    np.testing.assert_allclose(clf.predict_proba(X_test), expected.numpy(), rtol=1e-5)
 
 
 def test_probabilities_labels_and_reproducibility(model_path):
@@ -83,14 +82,20 @@ def test_temperature_sharpens_and_chunks_do_not_change_predictions(model_path):
     assert (sharp.predict_proba(X_test).max(1) > flat.predict_proba(X_test).max(1)).all()
     whole = pf.PFNClassifier(model_path, chunk_size=256).fit(X, y).predict_proba(X_test)
     chunked = pf.PFNClassifier(model_path, chunk_size=3).fit(X, y).predict_proba(X_test)
-    np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5)
+    clf = pf.PFNClassifier(model_path, chunk_size=8).fit(X, y)
+    alone = np.concatenate([clf.predict_proba(X_test[i : i + 1]) for i in range(len(X_test))])
+    np.testing.assert_array_equal(alone, clf.predict_proba(X_test))  # padded chunks: exact
 
 
-def test_more_rows_than_trained_on_gives_stratified_subsets(model_path):
+def test_more_rows_than_max_rows_gives_stratified_subsets(model_path):
     X, y, X_test = table(n=90)
     y = np.where(np.arange(90) == 5, 2, np.minimum(y, 1))  # class 2 has a single row
-    with pytest.warns(UserWarning, match="90 training rows .* at most 40"):
+    with pytest.warns(UserWarning, match="90 training rows: more than this PFN was trained on"):
         clf = pf.PFNClassifier(model_path).fit(X, y)
+    assert all(len(member.rows) == 90 for member in clf.members_)  # below max_rows: all rows
+    with pytest.warns(UserWarning, match="90 training rows .* at most 40"):
+        clf = pf.PFNClassifier(model_path, max_rows=40).fit(X, y)
     for member in clf.members_:
         assert len(member.rows) == 40 and 5 in member.rows
     assert len({tuple(m.rows) for m in clf.members_}) == len(clf.members_)

@@ -222,7 +222,8 @@ def test_shipped_models_predict_exactly_as_before(name):
             post = model.predict(reference[key + "x_train"], reference[key + "y_train"],
                                  reference[key + "x_test"])
             torch.testing.assert_close(post.logits, reference[key + "logits"], rtol=0, atol=2e-4)
-            torch.testing.assert_close(post.mean, reference[key + "mean"], rtol=0, atol=2e-5)
+            if key + "mean" in reference:  # a classifier's predictive is its logits
+                torch.testing.assert_close(post.mean, reference[key + "mean"], rtol=0, atol=2e-5)
     finally:
         torch.set_num_threads(threads)
 

@@ -17,7 +17,9 @@ Scores per test set: ROC AUC (one-vs-one macro for more than two classes), accur
 expected calibration error (top-label confidence, 15 equal-width bins), fit + predict seconds.
 The summary reports, for the 18 numerical tables (``tabpfn_numeric18``) and for all 29, mean
 AUC with its standard error over tables, mean rank, and the means of the other scores, plus the
-seconds of fit + predict at 1000 training x 1000 test rows x 100 features on one core.
+seconds of fit + predict at 1000 training x 1000 test rows x 100 features on one core, and, on
+held-out prior tables, whether conditioning on more rows than the model was trained on beats
+subsampling (:func:`rows_beyond_training`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ SPEED_SHAPE = (1000, 1000, 100)  # training rows, test rows, features
 
 
 def run(quick: bool, data: Path, model_name: str = "tabular",
-        tuned_seconds: float = TUNED_SECONDS) -> Result:
+        tuned_seconds: float = TUNED_SECONDS, methods: tuple[str, ...] | None = None,
+        splits: int = SPLITS) -> Result:
+    """The protocol of the module docstring; ``methods`` (default: all; ``pfn`` always first)
+    and ``splits`` narrow a run, and the JSON's config says what ran."""
     from priorfit.baselines.tables import DEFAULT_BASELINES, TUNABLE
 
     folder = data / "cc18"
@@ -52,11 +57,12 @@ def run(quick: bool, data: Path, model_name: str = "tabular",
     manifest = json.loads((folder / "manifest.json").read_text())
     if quick:
         manifest = sorted(manifest, key=lambda e: e["n_rows"] * e["n_features"])[:2]
-        baselines, tuned, splits = ("logistic", "random_forest"), (), 1
-    else:
-        baselines, splits = DEFAULT_BASELINES, SPLITS
+        methods, splits = methods or ("pfn", "logistic", "random_forest"), 1
+    elif methods is None:
         tuned = TUNABLE if tuned_seconds > 0 else ()
-    methods = ("pfn", *baselines, *(f"{name}_tuned" for name in tuned))
+        methods = ("pfn", *DEFAULT_BASELINES, *(f"{name}_tuned" for name in tuned))
+    methods = ("pfn", *(m for m in methods if m != "pfn"))
+    tuned = [m for m in methods if m.endswith("_tuned")]
     config = {"model": model_name, "datasets": [e["name"] for e in manifest], "splits": splits,
               "max_train": MAX_TRAIN, "max_test": MAX_TEST, "tiny_train": TINY_TRAIN,
               "methods": list(methods), "tuned_seconds": tuned_seconds if tuned else 0}
@@ -79,6 +85,7 @@ def run(quick: bool, data: Path, model_name: str = "tabular",
     summary = summarise(rows, methods)
     if not quick:
         summary["speed"] = speed(model_name)
+        summary["rows_beyond_training"] = rows_beyond_training(model_name)
     return Result(config, rows, summary, table_of(summary))
 
 
@@ -233,6 +240,40 @@ def _targets(summary: dict, methods: tuple[str, ...]) -> dict:
     return targets
 
 
+def rows_beyond_training(model_name: str, tables: int = 32, rows: int = 500,
+                         test_rows: int = 128) -> dict:
+    """On held-out prior tables (a seed training never used) with ``rows`` training rows, the
+    test NLL of :class:`PFNClassifier` conditioning every member on all rows against each on a
+    stratified subset of the model's ``max_train``: the evidence behind ``max_rows``."""
+    import torch
+
+    from priorfit.model import load
+    from priorfit.priors import prior_from_config
+    from priorfit.tabular import PFNClassifier
+
+    model = load(model_name)
+    prior = prior_from_config(model.card["prior"])
+    trained = model.card["train"]["max_train"]
+    generator = torch.Generator().manual_seed(SEED)
+    batch = prior.sample(tables, rows + test_rows, generator=generator)
+    nll: dict[str, list[float]] = {"all_rows": [], "subsets": []}
+    for t in range(tables):
+        x, y = batch.x[t].double().numpy(), batch.y[t].long().numpy()
+        if len(np.unique(y[:rows])) < 2:
+            continue
+        for name, max_rows in (("all_rows", rows), ("subsets", trained)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf = PFNClassifier(model, max_rows=max_rows).fit(x[:rows], y[:rows])
+                proba = np.zeros((test_rows, int(y.max()) + 1))
+                proba[:, clf.classes_] = clf.predict_proba(x[rows:])
+            nll[name].append(classification_scores(y[rows:], proba, proba.shape[1])["log_loss"])
+    difference = np.array(nll["all_rows"]) - np.array(nll["subsets"])
+    return {"tables": len(difference), "train_rows": rows, "trained_max_train": trained,
+            "nll_all_rows": mean_se(nll["all_rows"]), "nll_subsets": mean_se(nll["subsets"]),
+            "paired_difference": mean_se(difference)}
+
+
 def speed(model_name: str) -> dict:
     """Fit + predict seconds of one member and of the default ensemble at
     :data:`SPEED_SHAPE` on random data (the threads torch is given)."""
@@ -268,6 +309,13 @@ def table_of(summary: dict) -> str:
                 f"{e['auc_rank']:>6.2f}{e['accuracy'][0]:>7.3f}{e['log_loss'][0]:>8.3f}"
                 f"{e['ece'][0]:>7.3f}{e['seconds_per_task'][0]:>9.2f}"
             )
+    if "rows_beyond_training" in summary:
+        r = summary["rows_beyond_training"]
+        lines.append(
+            f"held-out prior tables, {r['train_rows']} training rows: test NLL with all rows "
+            f"{r['nll_all_rows'][0]:.4f}, with {r['trained_max_train']}-row subsets "
+            f"{r['nll_subsets'][0]:.4f} (paired {r['paired_difference'][0]:+.4f} ± "
+            f"{r['paired_difference'][1]:.4f}, {r['tables']} tables)")
     if "speed" in summary:
         s = summary["speed"]
         lines.append(f"fit + predict at {s['shape']}: one member {s['one_member_s']:.2f} s, "
