@@ -7,7 +7,7 @@ import torch
 
 import priorfit as pf
 from priorfit.priors import prior_from_config, prior_to_config
-from priorfit.priors.curves import DEFAULT_FAMILIES, FAMILIES, CurvePrior, _draw
+from priorfit.priors.curves import DEFAULT_FAMILIES, FAMILIES, CurvePrior, _draw, _log_density
 
 
 def test_batches_are_curves_in_epoch_order_and_reproducible():
@@ -98,3 +98,39 @@ def test_bad_settings_are_named(kwargs, match):
 def test_more_points_than_epochs_is_an_error():
     with pytest.raises(ValueError, match=r"seq_len must be in 1\.\.num_epochs"):
         CurvePrior(num_epochs=10).sample(2, 11)
+
+
+def test_parameter_densities_integrate_to_one_and_match_the_sampler():
+    """Each parameter prior's log density (the MCMC baseline's prior) is normalised and is the
+    density the sampler draws from."""
+    specs = {spec for family in FAMILIES.values() for spec in family.parameters.values()}
+    g = torch.Generator().manual_seed(4)
+    for spec in sorted(specs):
+        draws = _draw(spec, 200_000, g, "cpu")[:, 0]
+        low, high = torch.quantile(draws, 0.001).item(), torch.quantile(draws, 0.999).item()
+        grid = (torch.logspace(math.log10(low), math.log10(high), 20_001, dtype=torch.float64)
+                if low > 0 else torch.linspace(low, high, 20_001, dtype=torch.float64))
+        density = _log_density(spec, grid).exp()
+        mass = torch.trapezoid(density, grid).item()
+        inside = ((draws >= low) & (draws <= high)).double().mean().item()
+        assert mass == pytest.approx(inside, abs=5e-3), spec
+        half = grid[grid <= draws.median()]
+        assert torch.trapezoid(_log_density(spec, half).exp(), half).item() == pytest.approx(
+            0.5 - 0.001, abs=5e-3), spec
+
+
+def test_curves_are_a_function_of_the_parameter_vector():
+    prior = CurvePrior(families=("pow3", "weibull"), normalize_weights=True)
+    t = torch.arange(1, 21, dtype=torch.float64)[None]
+    theta = prior.draw_parameters(5, torch.Generator().manual_seed(0))
+    assert theta.shape == (5, len(prior.parameter_names())) == (5, 2 + 3 + 4)
+    assert prior.parameter_names()[:4] == ["pow3.weight", "pow3.c", "pow3.a", "pow3.alpha"]
+    w = theta[:, [0, 4]] / theta[:, [0, 4]].sum(1, keepdim=True)
+    pow3 = theta[:, 1:2] - theta[:, 2:3] * t ** (-theta[:, 3:4])
+    weibull = theta[:, 5:6] - (theta[:, 5:6] - theta[:, 6:7]) * torch.exp(
+        -((theta[:, 7:8] * t) ** theta[:, 8:9]))
+    torch.testing.assert_close(prior.curves(theta, t), w[:, :1] * pow3 + w[:, 1:] * weibull)
+    assert torch.isfinite(prior.log_parameter_density(theta)).all()
+    outside = theta.clone()
+    outside[0, 2] = 5.0  # pow3.a ~ U(-0.6, 0.6)
+    assert prior.log_parameter_density(outside)[0] == -torch.inf

@@ -176,15 +176,17 @@ class CurvePrior:
     def _noiseless(self, count: int, generator, device) -> Tensor:
         """``count`` accepted noiseless curves ``[count, num_epochs]`` (float64)."""
         t = torch.arange(1, self.num_epochs + 1, device=device, dtype=torch.float64)[None]
+        return self.curves(self.accepted_parameters(count, generator, device), t)
+
+    def accepted_parameters(self, count: int, generator=None, device=None) -> Tensor:
+        """``count`` parameter vectors ``[count, D]`` whose curves pass the rejection rule
+        (:meth:`accepts`), drawn in vectorised rounds of candidates."""
+        t = torch.arange(1, self.num_epochs + 1, device=device, dtype=torch.float64)[None]
         accepted: list[Tensor] = []
         have = 0
         for _ in range(MAX_ROUNDS):
-            candidates = self.draw_curves(max(2 * (count - have), 16), t, generator)
-            ok = (
-                torch.isfinite(candidates).all(1)
-                & (candidates[:, -1] > candidates[:, 0])
-                & (candidates >= 0).all(1) & (candidates <= 1).all(1)
-            )
+            candidates = self.draw_parameters(max(2 * (count - have), 16), generator, device)
+            ok = self.accepts(self.curves(candidates, t))
             accepted.append(candidates[ok])
             have += int(ok.sum())
             if have >= count:
@@ -198,17 +200,64 @@ class CurvePrior:
     def draw_curves(self, count: int, t: Tensor, generator=None) -> Tensor:
         """``count`` candidate noiseless curves ``[count, T]`` at epochs ``t [1, T]``, before
         rejection (float64)."""
-        weights = torch.rand(count, len(self.families), generator=generator, device=t.device,
-                             dtype=torch.float64)
+        return self.curves(self.draw_parameters(count, generator, t.device), t)
+
+    def parameter_names(self) -> list[str]:
+        """The columns of a parameter vector: ``"family.weight"``, then ``"family.name"`` for
+        each of the family's parameters, family by family."""
+        return [f"{family}.{name}" for family in self.families
+                for name in ("weight", *FAMILIES[family].parameters)]
+
+    def draw_parameters(self, count: int, generator=None, device=None) -> Tensor:
+        """``count`` parameter vectors ``[count, D]`` from the prior (columns as
+        :meth:`parameter_names`; float64), weights before any normalisation."""
+        columns = []
+        for family in self.families:
+            columns.append(torch.rand(count, 1, generator=generator, device=device,
+                                      dtype=torch.float64))
+            columns += [_draw(spec, count, generator, device)
+                        for spec in FAMILIES[family].parameters.values()]
+        return torch.cat(columns, 1)
+
+    def curves(self, theta: Tensor, t: Tensor) -> Tensor:
+        """Noiseless curves ``[N, T]`` of parameter vectors ``theta [N, D]`` at epochs
+        ``t [1, T]``."""
+        total = torch.zeros(theta.shape[0], t.shape[1], dtype=theta.dtype, device=theta.device)
+        weights, start = [], 0
+        parts = []
+        for family in self.families:
+            names = FAMILIES[family].parameters
+            weights.append(theta[:, start : start + 1])
+            params = {name: theta[:, start + 1 + i : start + 2 + i]
+                      for i, name in enumerate(names)}
+            parts.append(FAMILIES[family].function(t, **params))
+            start += 1 + len(names)
+        weight = torch.cat(weights, 1)
         if self.normalize_weights:
-            weights = weights / weights.sum(1, keepdim=True)
-        total = torch.zeros(count, t.shape[1], dtype=torch.float64, device=t.device)
-        for k, name in enumerate(self.families):
-            family = FAMILIES[name]
-            params = {p: _draw(spec, count, generator, t.device)
-                      for p, spec in family.parameters.items()}
-            total = total + weights[:, k : k + 1] * family.function(t, **params)
+            weight = weight / weight.sum(1, keepdim=True)
+        for k, part in enumerate(parts):
+            total = total + weight[:, k : k + 1] * part
         return total
+
+    def log_parameter_density(self, theta: Tensor) -> Tensor:
+        """Log density ``[N]`` of parameter vectors ``theta [N, D]`` under the parameter priors
+        (``-inf`` outside their support), before the rejection rule (which
+        :meth:`accepts` checks)."""
+        total = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
+        start = 0
+        for family in self.families:
+            specs = [("uniform", 0.0, 1.0), *FAMILIES[family].parameters.values()]
+            for i, spec in enumerate(specs):
+                total = total + _log_density(spec, theta[:, start + i])
+            start += len(specs)
+        return total
+
+    @staticmethod
+    def accepts(curves: Tensor) -> Tensor:
+        """LC-PFN's rejection rule on noiseless curves ``[N, T]``: ``[N]`` bool, finite,
+        last value above the first, within [0, 1]."""
+        return (torch.isfinite(curves).all(1) & (curves[:, -1] > curves[:, 0])
+                & (curves >= 0).all(1) & (curves <= 1).all(1))
 
 
 def _draw(spec: tuple[str, float, float], count: int, generator, device) -> Tensor:
@@ -228,3 +277,22 @@ def _draw(spec: tuple[str, float, float], count: int, generator, device) -> Tens
     if kind == "one_minus_exp_uniform":
         return 1 - uniform.exp()
     raise ValueError(f"unknown parameter prior kind {kind!r}")
+
+
+def _log_density(spec: tuple[str, float, float], value: Tensor) -> Tensor:
+    """Log density ``[N]`` of one parameter ``value [N]`` under its prior ``(kind, a, b)``."""
+    kind, a, b = spec
+    if kind == "normal":
+        return -0.5 * ((value - a) / b) ** 2 - math.log(b * math.sqrt(2 * math.pi))
+    if kind == "lognormal":
+        log = torch.log(value.clamp(min=torch.finfo(value.dtype).tiny))
+        density = -0.5 * ((log - a) / b) ** 2 - math.log(b * math.sqrt(2 * math.pi)) - log
+        return torch.where(value > 0, density, -torch.inf)
+    if kind == "uniform":
+        inside = (value >= a) & (value <= b)
+        return torch.where(inside, -math.log(b - a), -torch.inf)
+    # exp(U[a, b]) or 1 - exp(U[a, b]): the uniform's density times the Jacobian 1 / |u|
+    u = value if kind == "exp_uniform" else 1 - value
+    inside = (u >= math.exp(a)) & (u <= math.exp(b))
+    log_u = torch.log(u.clamp(min=torch.finfo(value.dtype).tiny))
+    return torch.where(inside, -math.log(b - a) - log_u, -torch.inf)
