@@ -18,8 +18,7 @@ expected calibration error (top-label confidence, 15 equal-width bins), fit + pr
 The summary reports, for the 18 numerical tables (``tabpfn_numeric18``) and for all 29, mean
 AUC with its standard error over tables, mean rank, and the means of the other scores, plus the
 seconds of fit + predict at 1000 training x 1000 test rows x 100 features on one core, and, on
-held-out prior tables, whether conditioning on more rows than the model was trained on beats
-subsampling (:func:`rows_beyond_training`).
+held-out prior tables, the evidence behind the classifier's defaults (:func:`prior_checks`).
 """
 
 from __future__ import annotations
@@ -85,7 +84,7 @@ def run(quick: bool, data: Path, model_name: str = "tabular",
     summary = summarise(rows, methods)
     if not quick:
         summary["speed"] = speed(model_name)
-        summary["rows_beyond_training"] = rows_beyond_training(model_name)
+        summary["prior_checks"] = prior_checks(model_name)
     return Result(config, rows, summary, table_of(summary))
 
 
@@ -240,11 +239,15 @@ def _targets(summary: dict, methods: tuple[str, ...]) -> dict:
     return targets
 
 
-def rows_beyond_training(model_name: str, tables: int = 32, rows: int = 500,
-                         test_rows: int = 128) -> dict:
-    """On held-out prior tables (a seed training never used) with ``rows`` training rows, the
-    test NLL of :class:`PFNClassifier` conditioning every member on all rows against each on a
-    stratified subset of the model's ``max_train``: the evidence behind ``max_rows``."""
+def prior_checks(model_name: str, tables: int = 32, rows: int = 500,
+                 test_rows: int = 128) -> dict:
+    """The evidence behind PFNClassifier's defaults, on held-out prior tables (a seed training
+    never used), ``rows`` training and ``test_rows`` test rows each:
+
+    - ``rows_beyond_training``: every member conditioning on all rows against each on a
+      stratified subset of the model's ``max_train``;
+    - ``ensemble``: test NLL with 1, 4 and 8 members (on ``max_train`` training rows).
+    """
     import torch
 
     from priorfit.model import load
@@ -254,24 +257,30 @@ def rows_beyond_training(model_name: str, tables: int = 32, rows: int = 500,
     model = load(model_name)
     prior = prior_from_config(model.card["prior"])
     trained = model.card["train"]["max_train"]
-    generator = torch.Generator().manual_seed(SEED)
-    batch = prior.sample(tables, rows + test_rows, generator=generator)
-    nll: dict[str, list[float]] = {"all_rows": [], "subsets": []}
+    batch = prior.sample(tables, rows + test_rows, generator=torch.Generator().manual_seed(SEED))
+    arms = {"all_rows": (rows, {"max_rows": rows}), "subsets": (rows, {"max_rows": trained}),
+            **{f"members_{k}": (trained, {"n_estimators": k}) for k in (1, 4, 8)}}
+    nll: dict[str, list[float]] = {arm: [] for arm in arms}
     for t in range(tables):
         x, y = batch.x[t].double().numpy(), batch.y[t].long().numpy()
-        if len(np.unique(y[:rows])) < 2:
+        test_x, test_y = x[rows:], y[rows:]
+        if len(np.unique(y[:trained])) < 2:
             continue
-        for name, max_rows in (("all_rows", rows), ("subsets", trained)):
+        for arm, (size, kwargs) in arms.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                clf = PFNClassifier(model, max_rows=max_rows).fit(x[:rows], y[:rows])
+                clf = PFNClassifier(model, **kwargs).fit(x[:size], y[:size])
                 proba = np.zeros((test_rows, int(y.max()) + 1))
-                proba[:, clf.classes_] = clf.predict_proba(x[rows:])
-            nll[name].append(classification_scores(y[rows:], proba, proba.shape[1])["log_loss"])
+                proba[:, clf.classes_] = clf.predict_proba(test_x)
+            nll[arm].append(classification_scores(test_y, proba, proba.shape[1])["log_loss"])
     difference = np.array(nll["all_rows"]) - np.array(nll["subsets"])
-    return {"tables": len(difference), "train_rows": rows, "trained_max_train": trained,
-            "nll_all_rows": mean_se(nll["all_rows"]), "nll_subsets": mean_se(nll["subsets"]),
-            "paired_difference": mean_se(difference)}
+    return {
+        "tables": len(difference), "train_rows": rows, "trained_max_train": trained,
+        "rows_beyond_training": {"nll_all_rows": mean_se(nll["all_rows"]),
+                                 "nll_subsets": mean_se(nll["subsets"]),
+                                 "paired_difference": mean_se(difference)},
+        "ensemble": {k: mean_se(nll[f"members_{k}"]) for k in (1, 4, 8)},
+    }
 
 
 def speed(model_name: str) -> dict:
@@ -309,13 +318,15 @@ def table_of(summary: dict) -> str:
                 f"{e['auc_rank']:>6.2f}{e['accuracy'][0]:>7.3f}{e['log_loss'][0]:>8.3f}"
                 f"{e['ece'][0]:>7.3f}{e['seconds_per_task'][0]:>9.2f}"
             )
-    if "rows_beyond_training" in summary:
-        r = summary["rows_beyond_training"]
+    if "prior_checks" in summary:
+        r = summary["prior_checks"]
+        beyond = r["rows_beyond_training"]
         lines.append(
-            f"held-out prior tables, {r['train_rows']} training rows: test NLL with all rows "
-            f"{r['nll_all_rows'][0]:.4f}, with {r['trained_max_train']}-row subsets "
-            f"{r['nll_subsets'][0]:.4f} (paired {r['paired_difference'][0]:+.4f} ± "
-            f"{r['paired_difference'][1]:.4f}, {r['tables']} tables)")
+            f"held-out prior tables ({r['tables']}), {r['train_rows']} training rows: test NLL "
+            f"with all rows {beyond['nll_all_rows'][0]:.4f}, with {r['trained_max_train']}-row "
+            f"subsets {beyond['nll_subsets'][0]:.4f} (paired "
+            f"{beyond['paired_difference'][0]:+.4f} ± {beyond['paired_difference'][1]:.4f}); "
+            + ", ".join(f"{k} members {v[0]:.4f}" for k, v in r["ensemble"].items()))
     if "speed" in summary:
         s = summary["speed"]
         lines.append(f"fit + predict at {s['shape']}: one member {s['one_member_s']:.2f} s, "
