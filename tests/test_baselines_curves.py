@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from priorfit.baselines.curves import GaussianMixturePredictive, last_value, mcmc, pow3_fit
+from priorfit.baselines.curves import (
+    GaussianMixturePredictive,
+    last_value,
+    mcmc,
+    observation_log_likelihood,
+    pow3_fit,
+)
 from priorfit.priors import CurvePrior
 
 pytest.importorskip("emcee", reason="the curve MCMC needs emcee ([bench] extra)")
@@ -65,3 +71,16 @@ def test_simple_baselines():
     torch.testing.assert_close(fit.mean, expected, atol=1e-4, rtol=0)
     short = pow3_fit(y[:3], [10])
     torch.testing.assert_close(short.mean, torch.tensor([y[2]], dtype=torch.float64))
+
+
+def test_clipped_observations_are_censored_in_the_likelihood():
+    from scipy.stats import norm
+
+    curves = torch.tensor([[0.98, 0.5, 0.01]], dtype=torch.float64)
+    sigma = torch.tensor([[0.05]], dtype=torch.float64)
+    y = torch.tensor([1.0, 0.55, 0.0], dtype=torch.float64)
+    got = observation_log_likelihood(CurvePrior(), y, curves, sigma)[0]
+    expected = [norm.logsf(1, 0.98, 0.05), norm.logpdf(0.55, 0.5, 0.05), norm.logcdf(0, 0.01, 0.05)]
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
+    unclipped = observation_log_likelihood(CurvePrior(clip_observations=False), y, curves, sigma)
+    assert unclipped[0, 0].item() == pytest.approx(norm.logpdf(1, 0.98, 0.05))

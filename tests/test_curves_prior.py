@@ -29,8 +29,16 @@ def test_every_noiseless_curve_passes_the_rejection_rule():
     assert ((full >= 0) & (full <= 1)).all() and (full[:, -1] > full[:, 0]).all()
 
 
+def test_observations_are_clipped_to_the_unit_interval_unless_asked_not_to():
+    g = torch.Generator().manual_seed(5)
+    clipped = CurvePrior().sample(2000, 100, generator=g).y
+    assert clipped.min() >= 0 and clipped.max() <= 1 and (clipped == 1).any()
+    free = CurvePrior(clip_observations=False).sample(2000, 100, generator=g).y
+    assert free.max() > 1
+
+
 def test_noise_has_the_prior_of_lc_pfn():
-    prior = CurvePrior()
+    prior = CurvePrior(clip_observations=False)
     batch, curves, sigma = prior.sample_with_curves(4000, 100,
                                                     generator=torch.Generator().manual_seed(2))
     log_sigma = sigma.double().log()

@@ -5,9 +5,10 @@ of the noisy values at later epochs ``at`` (1-based epoch numbers) as a
 :class:`GaussianMixturePredictive`:
 
 - :func:`mcmc`: the exact Bayesian answer, up to MCMC error, for the very model the PFN is trained
-  on (:class:`~priorfit.priors.CurvePrior`: its families, parameter priors, noise prior and
-  rejection rule), sampled with emcee's affine-invariant ensemble, vectorised over walkers, with
-  Domhan et al. (2015)'s settings: 100 walkers, 500 burn-in steps, 2500 steps kept;
+  on (:class:`~priorfit.priors.CurvePrior`: its families, parameter priors, noise prior,
+  rejection rule and clipping of observations to [0, 1]), sampled with emcee's
+  affine-invariant ensemble, vectorised over walkers, with Domhan et al. (2015)'s settings:
+  100 walkers, 500 burn-in steps, 2500 steps kept;
 - :func:`last_value`: the last observed value, spread as a random walk;
 - :func:`pow3_fit`: a least-squares ``c - a t^(-α)`` fit, with Gaussian residual noise.
 """
@@ -98,10 +99,8 @@ def mcmc(prior: CurvePrior, y, at, *, walkers: int = 100, burn_in: int = 500,
         with np.errstate(all="ignore"):
             curves[finite] = prior.curves(theta[finite], epochs)
         ok = finite & prior.accepts(curves)
-        sigma = log_sigma.exp()[:, None]
-        residual = (y - curves[:, :n]) / sigma
-        log_likelihood = (-0.5 * residual**2 - torch.log(sigma)).sum(1) - 0.5 * n * math.log(
-            2 * math.pi)
+        log_likelihood = observation_log_likelihood(prior, y, curves[:, :n],
+                                                    log_sigma.exp()[:, None]).sum(1)
         return torch.where(ok, log_p + log_likelihood, -torch.inf).numpy()
 
     generator = torch.Generator().manual_seed(seed)
@@ -157,6 +156,20 @@ def pow3_fit(y, at) -> GaussianMixturePredictive:
     means = pow3(np.asarray(at, dtype=np.float64), *params)
     return GaussianMixturePredictive(torch.from_numpy(means)[None],
                                      torch.full((1, len(means)), std, dtype=torch.float64))
+
+
+def observation_log_likelihood(prior: CurvePrior, y: Tensor, curves: Tensor,
+                               sigma: Tensor) -> Tensor:
+    """Log likelihood ``[N, n]`` of observations ``y [n]`` given noiseless ``curves [N, n]`` and
+    noise ``sigma [N, 1]``: Gaussian, and, when the prior clips its observations to [0, 1], a
+    value at 0 or 1 is censored (the Gaussian's mass beyond it)."""
+    z = (y - curves) / sigma
+    log_density = -0.5 * z**2 - torch.log(sigma) - 0.5 * math.log(2 * math.pi)
+    if not prior.clip_observations:
+        return log_density
+    below = torch.special.log_ndtr(-curves / sigma)
+    above = torch.special.log_ndtr((curves - 1) / sigma)
+    return torch.where(y <= 0, below, torch.where(y >= 1, above, log_density))
 
 
 def _log_normal(value: Tensor, mean: float, std: float) -> Tensor:

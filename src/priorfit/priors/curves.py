@@ -6,8 +6,8 @@ epochs ``t = 1..num_epochs``, each weight ``w_k ~ U(0, 1)`` (not normalised, as 
 them; optionally divided by their sum), each family's parameters from their own prior
 (:data:`FAMILIES`), plus Gaussian observation noise of standard deviation ``σ``,
 ``log σ ~ N(-4, 1)``. A noiseless curve is rejected and redrawn unless its last value exceeds
-its first and it stays within [0, 1] (LC-PFN's rule: a curve may dip in between; the noisy
-observations may leave [0, 1]).
+its first and it stays within [0, 1] (LC-PFN's rule: a curve may dip in between). The noisy
+observations are clipped to [0, 1] (``clip_observations``), as measured accuracies are.
 
 The default families are LC-PFN's: ``pow3``, ``ilog2`` and ``janoschek``, with its "peaked"
 parameter priors. The other families of Domhan et al. — ``log_power``, ``weibull``, ``mmf``,
@@ -119,6 +119,8 @@ class CurvePrior:
         log_noise_mean, log_noise_std: ``log σ ~ N(mean, std²)`` (LC-PFN: -4, 1).
         normalize_weights: divide the weights by their sum (a convex combination). LC-PFN does
             not; with many families the unnormalised sum rarely stays within [0, 1].
+        clip_observations: clip the noisy observations to [0, 1], as measured accuracies are
+            (a PFN with a head bounded on [0, 1] needs it; LC-PFN does not clip).
     """
 
     families: tuple[str, ...] = DEFAULT_FAMILIES
@@ -126,6 +128,7 @@ class CurvePrior:
     log_noise_mean: float = -4.0
     log_noise_std: float = 1.0
     normalize_weights: bool = False
+    clip_observations: bool = True
 
     num_features: ClassVar[int] = 1
 
@@ -168,6 +171,8 @@ class CurvePrior:
         noise = torch.randn(batch_size, seq_len, generator=generator, device=draw,
                             dtype=torch.float64)
         y = curves + sigma[:, None] * noise
+        if self.clip_observations:
+            y = y.clamp(0.0, 1.0)
         epochs = torch.arange(1, seq_len + 1, device=draw, dtype=torch.float64)
         x = (epochs / self.num_epochs).expand(batch_size, seq_len)[..., None]
         return (Batch(x.float().to(out), y.float().to(out)), curves.float().to(out),
