@@ -4,7 +4,7 @@ A PFN is a transformer trained on synthetic datasets drawn from a prior; it then
 the posterior predictive distribution of new data in one forward pass.
 """
 
-from priorfit import priors
+from priorfit import curves, priors
 from priorfit.model import PFN, ModelConfig, RiemannDistribution, load
 from priorfit.predict import predict
 from priorfit.train import TrainConfig, load_config, train
@@ -18,6 +18,7 @@ __all__ = [
     "PFNRegressor",
     "RiemannDistribution",
     "TrainConfig",
+    "curves",
     "load",
     "load_config",
     "predict",
