@@ -111,3 +111,39 @@ def test_bad_settings_and_models_are_named(model):
                                     num_layers=1, d_ff=16))
     with pytest.raises(ValueError, match="trained on a CurvePrior"):
         CurveExtrapolator(other)
+
+
+class LastValueExtrapolator:
+    """A stand-in with a known predictive: the final value ~ N(last observed value, 0.01²)."""
+
+    horizon, metric = 20, "accuracy"
+
+    def predict(self, curves, at):
+        last = torch.tensor([c[-1] for c in curves], dtype=torch.float64)[:, None]
+
+        class Final:
+            def cdf(self, v):
+                return torch.special.ndtr((v - last) / 0.01)
+
+        return Final()
+
+
+def test_early_stopping_stops_hopeless_runs_and_counts_what_it_saved():
+    from priorfit.curves import simulate_early_stopping
+
+    t = np.arange(1, 21)
+    good, bad, better = 0.8 - 0.3 / t, 0.5 - 0.3 / t, 0.7 + 0.01 * t
+    result = simulate_early_stopping(LastValueExtrapolator(), [good, bad, better], delta=0.05,
+                                     min_epochs=3)
+    # after 3 epochs, bad (0.4) and better (0.73) both sit over 5 sd below good's final (0.785)
+    # under the stand-in's predictive, so both stop there; better would have ended at 0.9:
+    # the regret of a predictive that cannot see a curve's rise
+    np.testing.assert_array_equal(result.epochs, [20, 3, 3])
+    assert result.best_found == pytest.approx(good[-1])
+    assert result.best_overall == pytest.approx(better[-1])
+    assert result.regret == pytest.approx(better[-1] - good[-1])
+    assert result.saving == pytest.approx(60 / 26)
+    with pytest.raises(ValueError, match="delta"):
+        simulate_early_stopping(LastValueExtrapolator(), [good], delta=1.5)
+    with pytest.raises(ValueError, match="horizon = 20"):
+        simulate_early_stopping(LastValueExtrapolator(), [good[:10]])

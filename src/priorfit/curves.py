@@ -187,6 +187,61 @@ class CurveExtrapolator:
         return first
 
 
+@dataclass
+class EarlyStopping:
+    """What :func:`simulate_early_stopping` found.
+
+    Attributes:
+        epochs: ``[n_runs]`` epochs each run trained before it stopped (or the horizon).
+        stopped: ``[n_runs]`` bool, runs stopped early.
+        best_found: the best final value among the runs trained to the end.
+        best_overall: the best final value of all runs (had none been stopped).
+        regret: ``|best_overall - best_found|`` (0 when the best run was kept).
+        saving: epochs of training all runs to the end divided by the epochs used.
+    """
+
+    epochs: np.ndarray
+    stopped: np.ndarray
+    best_found: float
+    best_overall: float
+    regret: float
+    saving: float
+
+
+def simulate_early_stopping(extrapolator: CurveExtrapolator, runs, delta: float = 0.05,
+                            min_epochs: int = 1) -> EarlyStopping:
+    """Trains ``runs`` (full curves, ``horizon`` epochs each) one after another and stops a run
+    after epoch ``e >= min_epochs`` as soon as ``P(final value better than the best final so
+    far) < delta`` (better: higher, or lower for metrics to be minimised). The first run always
+    trains to the end. For each run, every prefix is predicted in one batch."""
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    horizon = extrapolator.horizon
+    runs = [np.asarray(run, dtype=np.float64) for run in runs]
+    if not runs or any(run.shape != (horizon,) for run in runs):
+        raise ValueError(f"runs must be curves of horizon = {horizon} epochs each")
+    if not 1 <= min_epochs < horizon:
+        raise ValueError(f"min_epochs must be in 1..horizon - 1, got {min_epochs!r}")
+    minimised = _minimised(extrapolator.metric)
+    better = np.less if minimised else np.greater
+    epochs = np.full(len(runs), horizon)
+    best = None
+    for i, run in enumerate(runs):
+        if best is not None:
+            prefixes = [run[:e] for e in range(min_epochs, horizon)]
+            final = extrapolator.predict(prefixes, at=[horizon])
+            cdf = final.cdf(best)[:, 0].numpy()
+            hopeless = np.flatnonzero((cdf if minimised else 1 - cdf) < delta)
+            if len(hopeless):
+                epochs[i] = min_epochs + hopeless[0]
+                continue
+        best = run[-1] if best is None or better(run[-1], best) else best
+    finals = np.array([run[-1] for run in runs])
+    overall = finals.min() if minimised else finals.max()
+    return EarlyStopping(epochs, epochs < horizon, float(best), float(overall),
+                         float(abs(overall - best)), len(runs) * horizon / float(epochs.sum()))
+
+
 def _minimised(metric: str) -> bool:
     return metric.startswith("error") or metric == "loss"
 
