@@ -147,3 +147,23 @@ def test_early_stopping_stops_hopeless_runs_and_counts_what_it_saved():
         simulate_early_stopping(LastValueExtrapolator(), [good], delta=1.5)
     with pytest.raises(ValueError, match="horizon = 20"):
         simulate_early_stopping(LastValueExtrapolator(), [good[:10]])
+
+
+def test_cli_predicts_a_csv_of_runs_and_plots_them(model, tmp_path, capsys):
+    from priorfit.cli import main
+
+    path = tmp_path / "curves.safetensors"
+    model.save(path)
+    runs = tmp_path / "runs.csv"
+    rows = ["a,b"] + [f"{0.5 + 0.01 * e:.3f},{0.3 + 0.02 * e:.3f}" if e < 6 else
+                      f"{0.5 + 0.01 * e:.3f}," for e in range(10)]
+    runs.write_text("\n".join(rows) + "\n")
+    assert main(["curves", "predict", str(runs), "--model", str(path), "--horizon", "40",
+                 "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "run,observed_epochs,last_value,mean_at_40,q05_at_40,q95_at_40"
+    assert lines[1].startswith("a,10,0.59,") and lines[2].startswith("b,6,0.4,")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    runs.write_text("a\n0.5\n?\n")
+    assert main(["curves", "predict", str(runs), "--model", str(path)]) == 2
+    assert "'?' is not a number" in capsys.readouterr().err

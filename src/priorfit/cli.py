@@ -1,4 +1,4 @@
-"""Command line: ``priorfit demo | train | predict | bench | models | export``."""
+"""Command line: ``priorfit demo | train | predict | bench | curves | models | export``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--out", default="results")
     bench.add_argument("--data", default="../shared/data")
 
+    curves = commands.add_parser("curves", help="learning curves: extrapolate training runs")
+    curves_commands = curves.add_subparsers(dest="curves_command", required=True)
+    extrapolate = curves_commands.add_parser(
+        "predict", help="predict later epochs of the runs in a CSV (a column per run, a row per "
+        "epoch, empty after a run's last epoch)")
+    extrapolate.add_argument("runs", help="CSV file with a header row of run names")
+    extrapolate.add_argument("--horizon", type=int, help="epochs of a whole run (default: the "
+                             "model's)")
+    extrapolate.add_argument("--metric", default="accuracy",
+                             help="accuracy, percent, error, error_percent or loss")
+    extrapolate.add_argument("--model", default="curves")
+    extrapolate.add_argument("--out", default="results", help="folder for the plot")
+
     commands.add_parser("models", help="list the shipped models")
 
     export = commands.add_parser("export", help="re-save a model, e.g. in half precision")
@@ -53,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return {"demo": _demo, "train": _train, "predict": _predict, "bench": _bench,
-                "models": _models, "export": _export}[args.command](args)
+                "curves": _curves, "models": _models, "export": _export}[args.command](args)
     except (ValueError, TypeError) as error:
         print(f"priorfit {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -103,6 +116,49 @@ def _predict(args) -> int:
     print(f"mean,std,lower_{args.level:g},upper_{args.level:g}")
     for row in table.T.tolist():
         print(",".join(f"{v:.6g}" for v in row))
+    return 0
+
+
+def _curves(args) -> int:
+    import csv
+    from pathlib import Path
+
+    import numpy as np
+
+    from priorfit.curves import CurveExtrapolator
+    from priorfit.plots import plot_curves
+
+    with open(args.runs, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise ValueError(f"{args.runs} needs a header row of run names and at least one epoch")
+    names, body = rows[0], rows[1:]
+    values = np.full((len(body), len(names)), np.nan)
+    for i, row in enumerate(body):
+        for j, cell in enumerate(row[: len(names)]):
+            if cell.strip():
+                try:
+                    values[i, j] = float(cell)
+                except ValueError:
+                    raise ValueError(f"{args.runs}: run {names[j]!r}, epoch {i + 1}: {cell!r} "
+                                     "is not a number") from None
+    extrapolator = CurveExtrapolator(args.model, metric=args.metric, horizon=args.horizon)
+    horizon = extrapolator.horizon
+    epochs = np.arange(1, horizon + 1)
+    predictive = extrapolator.predict(values.T, at=epochs)
+    mean, lower, upper = (t.numpy() for t in (predictive.mean, predictive.icdf(0.05),
+                                              predictive.icdf(0.95)))
+    print(f"run,observed_epochs,last_value,mean_at_{horizon},q05_at_{horizon},q95_at_{horizon}")
+    for j, name in enumerate(names):
+        observed = values[:, j][~np.isnan(values[:, j])]
+        last = f"{observed[-1]:.4g}" if len(observed) else ""
+        print(f"{name},{len(observed)},{last},{mean[j, -1]:.4g},{lower[j, -1]:.4g},"
+              f"{upper[j, -1]:.4g}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "curves.png"
+    plot_curves(path, names, values.T, epochs, mean, lower, upper, args.metric)
+    print(f"wrote {path}")
     return 0
 
 

@@ -49,3 +49,27 @@ def plot_posterior_1d(path: Path, x_train, y_train, x_grid, pfn, exact, title: s
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_curves(path: Path, names, observed, epochs, mean, lower, upper, metric: str) -> None:
+    """Observed learning curves and their predicted 90% bands, one colour per run.
+
+    Args:
+        names: ``[R]`` run names. observed: ``[R, T]`` values, NaN after a run's last epoch.
+        epochs: ``[E]`` the epochs predicted; mean, lower, upper: ``[R, E]``.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for j, name in enumerate(names):
+        seen = ~np.isnan(observed[j])
+        line = ax.plot(epochs, mean[j], lw=1)[0]
+        ax.fill_between(epochs, lower[j], upper[j], color=line.get_color(), alpha=0.15)
+        ax.plot(np.flatnonzero(seen) + 1, observed[j][seen], "o", ms=3, color=line.get_color(),
+                label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title("observed epochs (points), predicted mean and 90% band")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
