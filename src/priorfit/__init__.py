@@ -32,4 +32,8 @@ def __getattr__(name: str):
         from priorfit import tabular
 
         return getattr(tabular, name)
+    if name == "bo":
+        import priorfit.bo
+
+        return priorfit.bo
     raise AttributeError(f"module 'priorfit' has no attribute {name!r}")
