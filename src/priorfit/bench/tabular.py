@@ -13,8 +13,11 @@ model), the default baselines of :data:`~priorfit.baselines.tables.DEFAULT_BASEL
 unless ``tuned_seconds = 0``, XGBoost, LightGBM and CatBoost tuned with Optuna for
 ``tuned_seconds`` per dataset and split (3-fold CV log loss on the training rows).
 
-Scores per test set: ROC AUC (one-vs-one macro for more than two classes), accuracy, log loss,
-expected calibration error (top-label confidence, 15 equal-width bins), fit + predict seconds.
+Scores of a full run are cached per method, table, split and setting in :data:`SCORE_CACHE`
+(the PFN's keyed by a digest of its weights), so an interrupted run resumes and methods can be
+scored at different times. Scores per test set: ROC AUC (one-vs-one macro for more than two
+classes), accuracy, log loss, expected calibration error (top-label confidence, 15
+equal-width bins), fit + predict seconds.
 The summary reports, for the 18 numerical tables (``tabpfn_numeric18``) and for all 29, mean
 AUC with its standard error over tables, mean rank, and the means of the other scores, plus the
 seconds of fit + predict at 1000 training x 1000 test rows x 100 features on one core, and, on
@@ -23,6 +26,7 @@ held-out prior tables, the evidence behind the classifier's defaults (:func:`pri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -32,12 +36,14 @@ import numpy as np
 from scipy.stats import rankdata
 
 from priorfit.bench import Result, mean_se
+from priorfit.io import atomic_write
 
 SPLITS = 5
 MAX_TRAIN, MAX_TEST, TINY_TRAIN = 1000, 1000, 30
 SEED = 20_260_001
 ECE_BINS = 15
 TUNED_SECONDS = 60.0
+SCORE_CACHE = Path("runs/bench-tabular")  # scores of a full protocol (git-ignored runs/)
 GROUPS = ("numeric18", "all29")
 METRICS = ("roc_auc", "accuracy", "log_loss", "ece", "seconds_per_task")
 SPEED_SHAPE = (1000, 1000, 100)  # training rows, test rows, features
@@ -62,6 +68,8 @@ def run(quick: bool, data: Path, model_name: str = "tabular",
         methods = ("pfn", *DEFAULT_BASELINES, *(f"{name}_tuned" for name in tuned))
     methods = ("pfn", *(m for m in methods if m != "pfn"))
     tuned = [m for m in methods if m.endswith("_tuned")]
+    cache = None if quick else SCORE_CACHE
+    model_id = _model_id(model_name)
     config = {"model": model_name, "datasets": [e["name"] for e in manifest], "splits": splits,
               "max_train": MAX_TRAIN, "max_test": MAX_TEST, "tiny_train": TINY_TRAIN,
               "methods": list(methods), "tuned_seconds": tuned_seconds if tuned else 0}
@@ -72,7 +80,12 @@ def run(quick: bool, data: Path, model_name: str = "tabular",
         for split in range(splits):
             for setting, train, test in split_rows(y, split):
                 for method in methods:
-                    scores = score(method, model_name, X, y, train, test, split, tuned_seconds)
+                    identity = {"method": method, "dataset": entry["name"], "split": split,
+                                "setting": setting, "seed": SEED,
+                                **({"model": model_id} if method == "pfn" else {}),
+                                **({"tuned_seconds": tuned_seconds} if method in tuned else {})}
+                    scores = _cached(cache, identity, score, method, model_name, X, y, train,
+                                     test, split, tuned_seconds)
                     per_setting.setdefault((setting, method), []).append(scores)
         for (setting, method), scores in per_setting.items():
             row = {"method": method, "dataset": entry["name"], "setting": setting,
@@ -86,6 +99,30 @@ def run(quick: bool, data: Path, model_name: str = "tabular",
         summary["speed"] = speed(model_name)
         summary["prior_checks"] = prior_checks(model_name)
     return Result(config, rows, summary, table_of(summary))
+
+
+def _model_id(model_name: str) -> str:
+    """A digest of the PFN's file: cached PFN scores belong to these very weights."""
+    from priorfit import zoo
+
+    path = Path(model_name) if Path(model_name).is_file() else zoo.path(model_name)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _cached(cache: Path | None, identity: dict, compute, *args) -> dict:
+    """``compute(*args)``, or its result from an earlier run of the same identity in ``cache`` (a
+    rerun after an interruption, or methods scored at different times)."""
+    if cache is None:
+        return compute(*args)
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())["scores"]
+    scores = compute(*args)
+    text = json.dumps({"identity": identity, "scores": scores})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return scores
 
 
 def load_table(path: Path) -> tuple[object, np.ndarray]:
