@@ -88,6 +88,16 @@ def test_temperature_sharpens_and_chunks_do_not_change_predictions(model_path):
     np.testing.assert_array_equal(alone, clf.predict_proba(X_test))  # padded chunks: exact
 
 
+def test_bfloat16_is_close_to_float32_and_still_independent_of_the_other_rows(model_path):
+    X, y, X_test = table(m=9)
+    exact = pf.PFNClassifier(model_path).fit(X, y).predict_proba(X_test)
+    clf = pf.PFNClassifier(model_path, precision="bfloat16", chunk_size=8).fit(X, y)
+    fast = clf.predict_proba(X_test)
+    np.testing.assert_allclose(fast, exact, atol=0.03)
+    alone = np.concatenate([clf.predict_proba(X_test[i : i + 1]) for i in range(len(X_test))])
+    np.testing.assert_array_equal(alone, fast)
+
+
 def test_more_rows_than_max_rows_gives_stratified_subsets(model_path):
     X, y, X_test = table(n=90)
     y = np.where(np.arange(90) == 5, 2, np.minimum(y, 1))  # class 2 has a single row
@@ -203,7 +213,8 @@ def test_bad_test_data_and_settings_are_named(model_path):
     for setting, match in ((dict(n_estimators=0), "n_estimators"),
                            (dict(softmax_temperature=0), "softmax_temperature"),
                            (dict(preprocessing=("zscore",)), "preprocessing"),
-                           (dict(max_rows=1), "max_rows")):
+                           (dict(max_rows=1), "max_rows"),
+                           (dict(precision="float16"), "precision")):
         with pytest.raises(ValueError, match=match):
             pf.PFNClassifier(model_path, **setting).fit(X, y)
     regression = tiny_model_regression(model_path)

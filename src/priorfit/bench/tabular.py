@@ -69,36 +69,46 @@ def run(quick: bool, data: Path, model_name: str = "tabular",
     methods = ("pfn", *(m for m in methods if m != "pfn"))
     tuned = [m for m in methods if m.endswith("_tuned")]
     cache = None if quick else SCORE_CACHE
-    model_id = _model_id(model_name)
     config = {"model": model_name, "datasets": [e["name"] for e in manifest], "splits": splits,
               "max_train": MAX_TRAIN, "max_test": MAX_TEST, "tiny_train": TINY_TRAIN,
               "methods": list(methods), "tuned_seconds": tuned_seconds if tuned else 0}
-    rows = []
-    for entry in manifest:
-        X, y = load_table(folder / entry["file"])
-        per_setting: dict[tuple[str, str], list[dict]] = {}
-        for split in range(splits):
-            for setting, train, test in split_rows(y, split):
-                for method in methods:
-                    identity = {"method": method, "dataset": entry["name"], "split": split,
-                                "setting": setting, "seed": SEED,
-                                **({"model": model_id} if method == "pfn" else {}),
-                                **({"tuned_seconds": tuned_seconds} if method in tuned else {})}
-                    scores = _cached(cache, identity, score, method, model_name, X, y, train,
-                                     test, split, tuned_seconds)
-                    per_setting.setdefault((setting, method), []).append(scores)
-        for (setting, method), scores in per_setting.items():
-            row = {"method": method, "dataset": entry["name"], "setting": setting,
-                   "numeric18": entry["tabpfn_numeric18"], "n": scores[0]["n"],
-                   "features": X.shape[1], "classes": int(y.max()) + 1}
-            for metric in METRICS:
-                row[metric], row[metric + "_se"] = mean_se([s[metric] for s in scores])
-            rows.append(row)
+    rows = [row for entry in manifest
+            for row in table_rows(folder, entry, methods, splits, model_name, tuned_seconds,
+                                  cache)]
     summary = summarise(rows, methods)
     if not quick:
         summary["speed"] = speed(model_name)
         summary["prior_checks"] = prior_checks(model_name)
     return Result(config, rows, summary, table_of(summary))
+
+
+def table_rows(folder: Path, entry: dict, methods, splits: int, model_name: str,
+               tuned_seconds: float, cache: Path | None) -> list[dict]:
+    """One row per method and setting of the table ``entry`` of the manifest: each score's
+    mean and standard error over the splits."""
+    X, y = load_table(folder / entry["file"])
+    model_id = _model_id(model_name) if "pfn" in methods else None
+    per_setting: dict[tuple[str, str], list[dict]] = {}
+    for split in range(splits):
+        for setting, train, test in split_rows(y, split):
+            for method in methods:
+                identity = {"method": method, "dataset": entry["name"], "split": split,
+                            "setting": setting, "seed": SEED,
+                            **({"model": model_id} if method == "pfn" else {}),
+                            **({"tuned_seconds": tuned_seconds}
+                               if method.endswith("_tuned") else {})}
+                scores = _cached(cache, identity, score, method, model_name, X, y, train, test,
+                                 split, tuned_seconds)
+                per_setting.setdefault((setting, method), []).append(scores)
+    rows = []
+    for (setting, method), scores in per_setting.items():
+        row = {"method": method, "dataset": entry["name"], "setting": setting,
+               "numeric18": entry["tabpfn_numeric18"], "n": scores[0]["n"],
+               "features": X.shape[1], "classes": int(y.max()) + 1}
+        for metric in METRICS:
+            row[metric], row[metric + "_se"] = mean_se([s[metric] for s in scores])
+        rows.append(row)
+    return rows
 
 
 def _model_id(model_name: str) -> str:
@@ -322,7 +332,7 @@ def prior_checks(model_name: str, tables: int = 32, rows: int = 500,
 
 def speed(model_name: str) -> dict:
     """Fit + predict seconds of one member and of the default ensemble at
-    :data:`SPEED_SHAPE` on random data (the threads torch is given)."""
+    :data:`SPEED_SHAPE` on random data, in float32 and bfloat16 (the threads torch is given)."""
     import torch
 
     from priorfit.tabular import PFNClassifier
@@ -332,12 +342,14 @@ def speed(model_name: str) -> dict:
     X = rng.standard_normal((n + m, features))
     y = (X[:, :3].sum(1) > 0).astype(int)
     result = {"shape": list(SPEED_SHAPE), "threads": torch.get_num_threads()}
-    for name, kwargs in (("one_member_s", {"n_estimators": 1}), ("default_ensemble_s", {})):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            start = time.perf_counter()
-            PFNClassifier(model_name, **kwargs).fit(X[:n], y[:n]).predict_proba(X[n:])
-            result[name] = time.perf_counter() - start
+    for precision in ("float32", "bfloat16"):
+        for name, kwargs in (("one_member_s", {"n_estimators": 1}), ("default_ensemble_s", {})):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                start = time.perf_counter()
+                clf = PFNClassifier(model_name, precision=precision, **kwargs)
+                clf.fit(X[:n], y[:n]).predict_proba(X[n:])
+                result[f"{precision}_{name}"] = time.perf_counter() - start
     return result
 
 
@@ -366,8 +378,10 @@ def table_of(summary: dict) -> str:
             + ", ".join(f"{k} members {v[0]:.4f}" for k, v in r["ensemble"].items()))
     if "speed" in summary:
         s = summary["speed"]
-        lines.append(f"fit + predict at {s['shape']}: one member {s['one_member_s']:.2f} s, "
-                     f"default ensemble {s['default_ensemble_s']:.2f} s ({s['threads']} thread)")
+        for precision in ("float32", "bfloat16"):
+            lines.append(f"fit + predict at {s['shape']}, {precision}: one member "
+                         f"{s[precision + '_one_member_s']:.2f} s, default ensemble "
+                         f"{s[precision + '_default_ensemble_s']:.2f} s ({s['threads']} thread)")
     lines += [f"target {name}: {'met' if met else 'missed'}"
               for name, met in summary["targets"].items()]
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 
 from priorfit.model import PFN, load
 from priorfit.model.heads import CategoricalHead
-from priorfit.predict import chunks
+from priorfit.predict import PRECISIONS, chunks
 from priorfit.tabular.columns import TableEncoder
 from priorfit.transforms import fit_transform
 
@@ -87,6 +87,9 @@ class PFNClassifier(ClassifierMixin, BaseEstimator):
             :data:`DEFAULT_MAX_ROWS`); larger tables are subsampled per member.
         random_state: seeds the members; same seed, same predictions.
         device: where the PFN runs. chunk_size: test rows per forward pass.
+        precision: ``"float32"``, or ``"bfloat16"``: the network under bfloat16 autocast,
+            faster on CPUs with native bfloat16 (AMX) and GPUs; ``bench tabular`` reports its
+            speed.
 
     Attributes (after ``fit``):
         classes_: the class labels, sorted. model_: the PFN (a float32 copy).
@@ -106,6 +109,7 @@ class PFNClassifier(ClassifierMixin, BaseEstimator):
         random_state: int | None = 0,
         device: str = "cpu",
         chunk_size: int = 128,
+        precision: str = "float32",
     ) -> None:
         self.model = model
         self.n_estimators = n_estimators
@@ -115,6 +119,7 @@ class PFNClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.chunk_size = chunk_size
+        self.precision = precision
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -156,6 +161,8 @@ class PFNClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _check_settings(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("n_estimators", "chunk_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -229,6 +236,13 @@ class PFNClassifier(ClassifierMixin, BaseEstimator):
         tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)[None]  # noqa: E731
         train = {name: p.transform(self.X_) for name, p in self.preprocessors_.items()}
         test = {name: p.transform(X) for name, p in self.preprocessors_.items()}
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                                  enabled=self.precision == "bfloat16")
+        with autocast:
+            return self._predict_proba(X, tensor, train, test)
+
+    def _predict_proba(self, X, tensor, train, test) -> np.ndarray:
+        model = self.model_
         conditioned = []
         for member in self.members_:
             x_train = tensor(train[member.preprocessing][member.rows][:, member.features])
