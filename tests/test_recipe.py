@@ -190,7 +190,7 @@ def test_residual_scale_starts_blocks_near_the_identity_and_loads_back(tmp_path)
         return not torch.allclose(*logits, atol=1e-4)
 
     for arch in ("rows", "cells"):
-        config = dataclasses.replace(MODEL, arch=arch, residual_scale=1e-7)
+        config = dataclasses.replace(MODEL, arch=arch, residual_scale=1e-9)
         model = build_model(config).eval()
         gains = [n for n, _ in model.named_parameters() if n.endswith(".gain")]
         assert len(gains) == (2 if arch == "rows" else 3) * config.num_layers

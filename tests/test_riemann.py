@@ -571,7 +571,10 @@ def test_borders_from_samples_ties(y):
     borders = borders_from_samples(y, 100)
     assert borders.shape == (101,) and torch.all(borders.diff() > 0)
     low, high = torch.quantile(y.flatten(), torch.tensor([0.5 / 100, 1 - 0.5 / 100]))
-    assert borders[0] <= low and borders[-1] >= high  # point masses and tails stay covered
+    # point masses and tails stay covered (to float32 rounding: the borders are rounded from
+    # float64 quantiles, torch.quantile interpolates in float32)
+    slack = 1e-6 * max(1.0, float(y.abs().max()))
+    assert borders[0] <= low + slack and borders[-1] >= high - slack
     RiemannDistribution(borders, torch.zeros(100))  # usable
 
 
