@@ -138,7 +138,7 @@ def test_pandas_categories_strings_booleans_and_missing_values(model_path):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({
         "size": rng.standard_normal(24),
-        "colour": pd.Categorical(rng.choice(["red", "green", "blue"], 24)),
+        "colour": pd.Categorical([None, *rng.choice(["red", "green", "blue"], 23)]),
         "shape": rng.choice(["round", "square"], 24).astype(object),
         "flag": rng.random(24) > 0.5,
         "count": pd.array(rng.integers(0, 5, 24), dtype="Int64"),
@@ -189,6 +189,7 @@ def test_dropped_columns_do_not_change_predictions(model_path):
         (np.ones((4, 2)), [0.5, 1.5, 2.5, 3.7], ValueError, "Unknown label type"),
         (np.ones((4, 2)), [0, 1, 0], ValueError, "4 rows but y has 3"),
         (np.ones((0, 2)), [], ValueError, "0 sample"),
+        (pd.DataFrame({"a": pd.Categorical([])}), [], ValueError, "0 sample"),
         (np.ones((4, 0)), [0, 1, 0, 1], ValueError, "0 feature"),
         (np.ones(4), [0, 1, 0, 1], ValueError, "2D array"),
         (np.ones((4, 2)), None, ValueError, "requires y"),

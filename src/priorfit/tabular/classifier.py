@@ -283,9 +283,16 @@ class PFNClassifier(ClassifierMixin, BaseEstimator):
 
 
 def _check_shape(X: Any) -> tuple[int, int]:
-    """scikit-learn's errors for empty or non-2-D input, whatever the column types."""
-    array = check_array(X, dtype=None, ensure_all_finite=False, ensure_2d=True)
-    return array.shape
+    """scikit-learn's errors for empty or non-2-D input, whatever the column types (a
+    DataFrame keeps its columns: ``check_array`` would cast its categories)."""
+    if not (hasattr(X, "columns") and hasattr(X, "iloc")):
+        return check_array(X, dtype=None, ensure_all_finite=False, ensure_2d=True).shape
+    shape = X.shape
+    for size, what in ((shape[0], "sample"), (shape[1], "feature")):
+        if size == 0:
+            raise ValueError(f"Found array with 0 {what}(s) (shape={shape}) while a minimum of 1 "
+                             "is required.")
+    return shape
 
 
 def _separates(members: list[Member], n_classes: int) -> bool:
