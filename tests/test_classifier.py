@@ -70,7 +70,7 @@ def test_members_relabel_classes_reorder_columns_and_cycle_preprocessing(model_p
     np.testing.assert_array_equal(first.features, [0, 1, 2])
     for member in clf.members_:
         assert sorted(member.code) == [0, 1, 2] and sorted(member.features) == [0, 1, 2]
-    assert [m.preprocessing for m in clf.members_] == [*pf.tabular.classifier.PREPROCESSING,
+    assert [m.preprocessing for m in clf.members_] == [*pf.tabular.preprocessing.PREPROCESSING,
                                                        "quantile", "none"]
     assert len({tuple(m.code) for m in clf.members_}) > 1
 
