@@ -5,11 +5,11 @@ import torch
 
 pytest.importorskip("botorch", reason="the BoTorch adapter needs botorch ([bo] extra)")
 
-from botorch.acquisition import LogExpectedImprovement, qLogExpectedImprovement  # noqa: E402
-from botorch.optim import optimize_acqf  # noqa: E402
+from botorch.acquisition import LogExpectedImprovement, qLogExpectedImprovement
+from botorch.optim import optimize_acqf
 
-import priorfit as pf  # noqa: E402
-from priorfit.bo.botorch import PFNModel  # noqa: E402
+import priorfit as pf
+from priorfit.bo.botorch import PFNModel
 
 BOUNDS = torch.tensor([[0.0], [1.0]], dtype=torch.double)
 
