@@ -85,7 +85,6 @@ class CellsPFN(PFN):
         d, group = config.d_model, config.features_per_group
         self.group = group
         self.cell_encoder = nn.Linear(group, d)
-        self.missing_encoder = nn.Linear(group, d, bias=False)  # embeds NaN indicators
         self.y_encoder = nn.Linear(1, d)
         self.test_target = nn.Parameter(torch.randn(d) * 0.02)  # target token of test rows
         # thinking rows: one vector for their feature tokens, one for their target token
@@ -93,6 +92,7 @@ class CellsPFN(PFN):
         self.blocks = nn.ModuleList(CellBlock(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(d)
         self.decoder = decoder(d, config.d_ff, config.num_outputs)
+        self.missing_encoder = nn.Linear(group, d, bias=False)  # embeds NaN indicators
 
     def _cells(self, x: Tensor) -> Tensor:
         """``x [B, N, F]`` (NaN where missing) -> feature tokens ``[B, N, G, d]``; a last
