@@ -246,7 +246,8 @@ def _train_priorfit(s: dict, work: Path, precision: str) -> dict:
         return max(1, round(steps * s["warmup_fraction"]))
 
     def fit(steps: int, name: str, limit: float = 0.0, **kw):
-        kw = {"steps": steps, "warmup_steps": warmup_for(steps), "time_limit_s": limit, **kw}
+        kw = {"steps": steps, "warmup_steps": warmup_for(steps), "time_limit_s": limit,
+              "schedule_clock": "steps", **kw}  # the recipe under test may set the time clock
         config = replace(base, out_dir=str(work / name), **kw)
         model = train(prior, config, model_config, progress=False)
         log = [json.loads(line) for line in (work / name / "metrics.jsonl").open()]
