@@ -7,6 +7,7 @@ Each benchmark module has ``run(quick: bool, data: Path) -> Result`` and
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import math
@@ -57,6 +58,25 @@ def run_bench(name: str, *, quick: bool = False, out: str | Path = "results",
     print(result.table)
     print(f"wrote {path}" + "".join(f", {p}" for p in plots))
     return path
+
+
+def cached(cache: Path | None, identity: dict, compute: Callable[[], dict]) -> dict:
+    """``compute()``, or its result from an earlier run of the same ``identity`` (a JSON-able
+    dict) stored in the folder ``cache``; ``None`` computes without storing. Results are written
+    atomically, so an interrupted benchmark resumes where it stopped."""
+    if cache is None:
+        return compute()
+    from priorfit.io import atomic_write
+
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())["result"]
+    result = compute()
+    text = json.dumps({"identity": identity, "result": result})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return result
 
 
 def mean_se(values) -> tuple[float, float]:

@@ -34,7 +34,6 @@ skips them; :func:`run` also takes subsets. ``--quick`` runs never use the cache
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -43,8 +42,7 @@ from pathlib import Path
 
 import torch
 
-from priorfit.bench import Result, mean_se
-from priorfit.io import atomic_write
+from priorfit.bench import Result, cached, mean_se
 
 PRIORS = ("gp-paper", "gp-1d")
 BUDGETS_MIN = (2.5, 5.0, 10.0, 20.0)
@@ -176,22 +174,15 @@ def _held_out(prior, sizes, per_size: int) -> dict:
 def _cached(cache: Path | None, prior, model_config, base, overrides: dict, budgets,
             held_out) -> dict:
     """:func:`_train_and_score`, or its result from an earlier identical run in ``cache``."""
-    if cache is None:
-        return _train_and_score(prior, model_config, base, overrides, budgets, held_out)
     from priorfit.priors.base import prior_to_config
 
     identity = {"prior": prior_to_config(prior), "model": dataclasses.asdict(model_config),
                 "base": dataclasses.asdict(base), "overrides": overrides,
                 "budgets": list(budgets), "seed": HELD_OUT_SEED,
                 "held_out": {str(n): len(x) for n, (x, _, _) in held_out.items()}}
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())["result"]
-    result = _train_and_score(prior, model_config, base, overrides, budgets, held_out)
-    text = json.dumps({"identity": identity, "result": result})
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    return result
+    return cached(cache, identity,
+                  lambda: _train_and_score(prior, model_config, base, overrides, budgets,
+                                           held_out))
 
 
 def _train_and_score(prior, model_config, base, overrides: dict, budgets, held_out) -> dict:

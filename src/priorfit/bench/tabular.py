@@ -30,13 +30,13 @@ import hashlib
 import json
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import rankdata
 
-from priorfit.bench import Result, mean_se
-from priorfit.io import atomic_write
+from priorfit.bench import Result, cached, mean_se
 
 SPLITS = 5
 MAX_TRAIN, MAX_TEST, TINY_TRAIN = 1000, 1000, 30
@@ -97,8 +97,8 @@ def table_rows(folder: Path, entry: dict, methods, splits: int, model_name: str,
                             **({"model": model_id} if method == "pfn" else {}),
                             **({"tuned_seconds": tuned_seconds}
                                if method.endswith("_tuned") else {})}
-                scores = _cached(cache, identity, score, method, model_name, X, y, train, test,
-                                 split, tuned_seconds)
+                scores = cached(cache, identity, partial(score, method, model_name, X, y, train,
+                                                         test, split, tuned_seconds))
                 per_setting.setdefault((setting, method), []).append(scores)
     rows = []
     for (setting, method), scores in per_setting.items():
@@ -119,22 +119,6 @@ def _model_id(model_name: str) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def _cached(cache: Path | None, identity: dict, compute, *args) -> dict:
-    """``compute(*args)``, or its result from an earlier run of the same identity in ``cache`` (a
-    rerun after an interruption, or methods scored at different times)."""
-    if cache is None:
-        return compute(*args)
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())["scores"]
-    scores = compute(*args)
-    text = json.dumps({"identity": identity, "scores": scores})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    return scores
-
-
 def load_table(path: Path) -> tuple[object, np.ndarray]:
     """A cc18 CSV -> (its feature columns as a DataFrame, labels ``[n]`` as codes 0..K-1)."""
     import pandas as pd
@@ -150,23 +134,16 @@ def split_rows(y: np.ndarray, split: int) -> list[tuple[str, np.ndarray, np.ndar
     can."""
     from sklearn.model_selection import train_test_split
 
+    from priorfit.tabular.classifier import stratified_subset
+
     rng = np.random.default_rng(SEED + split)
     n = len(y)
     stratify = y if np.bincount(y).min() >= 2 else None
     train, rest = train_test_split(np.arange(n), train_size=min(MAX_TRAIN, n // 2),
                                    stratify=stratify, random_state=SEED + split)
     test = rng.permutation(rest)[:MAX_TEST]
-    tiny = _tiny(y, train, rng)
+    tiny = np.sort(train[stratified_subset(y[train], TINY_TRAIN, rng)])
     return [("full", np.sort(train), np.sort(test)), ("tiny-30", tiny, np.sort(test))]
-
-
-def _tiny(y: np.ndarray, train: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``TINY_TRAIN`` rows of ``train``: one of each class first (as far as room allows)."""
-    order = rng.permutation(train)
-    _, first = np.unique(y[order], return_index=True)
-    first = first[:TINY_TRAIN]
-    rest = np.delete(order, first)
-    return np.sort(np.concatenate([order[first], rest[: TINY_TRAIN - len(first)]]))
 
 
 def score(method: str, model_name: str, X, y: np.ndarray, train: np.ndarray, test: np.ndarray,

@@ -273,21 +273,22 @@ def _log2_ceil(n: int) -> int:
 def _transform_observations(y: np.ndarray) -> np.ndarray:
     """Yeo-Johnson + standardisation of the finite values; failures as the worst of them."""
     finite = np.isfinite(y)
-    filled = np.where(finite, y, y[finite].max())
-    if np.ptp(filled) == 0:
-        return filled - filled
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return PowerTransformer().fit_transform(filled[:, None])[:, 0]
+    return _power_transform(np.where(finite, y, y[finite].max()), 0.0)[0]
 
 
 def _transform_constraint(g: np.ndarray) -> tuple[np.ndarray, float]:
     """A constraint's values, transformed like the objective's, and its bound 0 in those
     units."""
-    if np.ptp(g) == 0:
-        return g - g, float(-g[0])
+    return _power_transform(g, 0.0)
+
+
+def _power_transform(values: np.ndarray, bound: float) -> tuple[np.ndarray, float]:
+    """``values [n]`` and ``bound`` through a Yeo-Johnson transform fitted on the values and
+    standardised; constant values become 0 and the bound ``bound - value``, on the same side."""
+    if np.ptp(values) == 0:
+        return values - values, float(bound - values[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        transformer = PowerTransformer().fit(g[:, None])
-        return (transformer.transform(g[:, None])[:, 0],
-                float(transformer.transform(np.zeros((1, 1)))[0, 0]))
+        transformer = PowerTransformer().fit(values[:, None])
+        return (transformer.transform(values[:, None])[:, 0],
+                float(transformer.transform(np.array([[bound]]))[0, 0]))

@@ -212,7 +212,7 @@ class PFNClassifier(ClassifierMixin, BaseEstimator):
                 code = np.arange(n_classes) if first else rng.permutation(n_classes)
             else:
                 code = rng.permutation(n_classes) % labels
-            rows = (_stratified_subset(self.y_, max_rows, rng) if n > max_rows
+            rows = (stratified_subset(self.y_, max_rows, rng) if n > max_rows
                     else np.arange(n))
             variant = self.preprocessing[len(members) % len(self.preprocessing)]
             members.append(Member(rows, features, code, variant))
@@ -299,8 +299,9 @@ def _separates(members: list[Member], n_classes: int) -> bool:
     return len(np.unique(codes, axis=0)) == n_classes
 
 
-def _stratified_subset(y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` sorted row indices, drawn at random, holding every class at least once."""
+def stratified_subset(y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` sorted row indices of labels ``y [n]``, drawn at random, holding every class at
+    least once (as far as ``size`` allows)."""
     order = rng.permutation(len(y))
     _, first = np.unique(y[order], return_index=True)
     taken = np.zeros(len(y), dtype=bool)

@@ -88,9 +88,8 @@ def _pandas_column(series) -> np.ndarray:
     import pandas as pd
 
     dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype):
-        return series.astype(object).where(series.notna(), None).to_numpy(dtype=object)
-    if pd.api.types.is_numeric_dtype(dtype):
+    categorical = isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype)
+    if pd.api.types.is_numeric_dtype(dtype) and not categorical:
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     return series.astype(object).where(series.notna(), None).to_numpy(dtype=object)
 
