@@ -393,9 +393,9 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="restarts"):
         map2(x, y, xs, prior, restarts=-1)
     for bad in (GPHyperPrior(num_features=2, irrelevant_prob=0.5), GPHyperPrior(trend_std=1.0)):
-        with pytest.raises(ValueError, match="irrelevant_prob=0 and trend_std=0"):
+        with pytest.raises(ValueError, match="irrelevant_prob=0, trend_std=0"):
             map2(x, y, xs, bad)
-        with pytest.raises(ValueError, match="irrelevant_prob=0 and trend_std=0"):
+        with pytest.raises(ValueError, match="irrelevant_prob=0, trend_std=0"):
             NUTSGP(bad)
     with pytest.raises(TypeError, match="GPHyperPrior"):
         map2(x, y, xs, GP())

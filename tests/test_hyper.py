@@ -11,6 +11,7 @@ from scipy import stats
 from priorfit.priors import (
     GP,
     Gamma,
+    GPHyperparameters,
     GPHyperPrior,
     LogNormal,
     LogUniform,
@@ -171,7 +172,7 @@ def test_returned_hyperparameters_are_those_of_the_data():
         K = prior.covariance(x, h)
         return torch.distributions.MultivariateNormal(torch.zeros_like(y), K).log_prob(y)
 
-    shuffled = type(hypers)(*(h.roll(1, 0) for h in vars(hypers).values()))
+    shuffled = hypers.select(torch.arange(200).roll(1))
     assert (log_evidence(hypers) - log_evidence(shuffled)).mean() > 5
 
 
@@ -242,3 +243,26 @@ def test_gp_hyper_config_builds_the_real_data_prior():
     assert prior_from_config(prior_to_config(prior)) == prior
     batch = prior.sample(4, 64, generator=gen())
     assert torch.isfinite(batch.y).all() and 1 <= batch.x.shape[2] <= 15
+
+
+def test_input_warping_is_a_kumaraswamy_cdf_per_feature():
+    plain = GPHyperPrior(num_features=2, kernel="matern32")
+    warped = GPHyperPrior(num_features=2, kernel="matern32", input_warping=0.75)
+    assert plain.sample_hyperparameters(3, 2, generator=gen()).warp is None
+    hypers = warped.sample_hyperparameters(20000, 2, generator=gen())
+    assert hypers.warp.shape == (20000, 2, 2) and torch.all(hypers.warp > 0)
+    log_warp = hypers.warp.log()
+    assert abs(log_warp.mean().item()) < 0.02 and abs(log_warp.std().item() - 0.75) < 0.02
+    # the covariance is the unwarped kernel at 1 - (1 - x^a)^b
+    few = hypers.select(torch.arange(3))
+    x = torch.rand(3, 7, 2, generator=gen(1), dtype=torch.float64)
+    a, b = few.warp[:, 0, None, :], few.warp[:, 1, None, :]
+    unwarped = GPHyperparameters(few.lengthscale, few.outputscale, few.noise, few.slope)
+    expected = warped.covariance(1 - (1 - x**a) ** b, unwarped)
+    torch.testing.assert_close(warped.covariance(x, few), expected)
+    with pytest.raises(ValueError, match="input warping"):
+        warped.oracle(few, 0)
+    batch = warped.sample(8, 30, generator=gen())
+    assert torch.isfinite(batch.y).all()
+    with pytest.raises(ValueError, match="input_warping"):
+        GPHyperPrior(input_warping=-1.0)

@@ -173,7 +173,7 @@ def map2(
     with torch.no_grad():
         objective, hypers = log_posterior(), hyperparameters()
     best = int(torch.where(objective.isfinite(), objective, -math.inf).argmax())
-    hypers = GPHyperparameters(**{k: v[[best]] for k, v in vars(hypers).items()})
+    hypers = hypers.select([best])
     info = {"log_posterior": float(objective[best]), "start_log_posteriors": objective.tolist()}
     return _plug_in(prior.oracle(hypers, 0), x, y, xs, info)
 
@@ -315,8 +315,9 @@ def _jax_correlation(kernel: str, a, b):
 def _check_prior(prior: Any) -> None:
     if not isinstance(prior, GPHyperPrior):
         raise TypeError(f"prior must be a GPHyperPrior, got {type(prior).__name__}")
-    if prior.irrelevant_prob != 0 or prior.trend_std != 0:
+    if prior.irrelevant_prob != 0 or prior.trend_std != 0 or prior.input_warping != 0:
         raise ValueError(
-            "only GPHyperPrior with irrelevant_prob=0 and trend_std=0 is supported, got "
-            f"irrelevant_prob={prior.irrelevant_prob}, trend_std={prior.trend_std}"
+            "only GPHyperPrior with irrelevant_prob=0, trend_std=0 and input_warping=0 is "
+            f"supported, got irrelevant_prob={prior.irrelevant_prob}, "
+            f"trend_std={prior.trend_std}, input_warping={prior.input_warping}"
         )

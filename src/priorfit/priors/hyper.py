@@ -121,12 +121,22 @@ class GPHyperparameters:
         outputscale: ``[B]`` kernel variances.
         noise: ``[B]`` observation-noise variances.
         slope: ``[B, F]`` coefficients of the linear trend (zeros when there is none).
+        warp: ``[B, 2, F]`` concentrations ``(a, b)`` of the Kumaraswamy input warping
+            ``x -> 1 - (1 - x^a)^b`` per feature, or ``None`` (no warping).
     """
 
     lengthscale: Tensor
     outputscale: Tensor
     noise: Tensor
     slope: Tensor
+    warp: Tensor | None = None
+
+    def select(self, index) -> GPHyperparameters:
+        """The hyperparameters of datasets ``index`` (a tensor or list of indices)."""
+        index = index.cpu() if torch.is_tensor(index) else index
+        fields = (self.lengthscale, self.outputscale, self.noise, self.slope)
+        warp = None if self.warp is None else self.warp[index]
+        return GPHyperparameters(*(h[index] for h in fields), warp=warp)
 
 
 @dataclass
@@ -151,6 +161,10 @@ class GPHyperPrior:
         trend_std: standard deviation of the slope of a linear trend ``slope · (x - 0.5)`` added
             per used feature (0: no trend).
         inputs: input distribution with ``sample(shape, *, generator, device)``.
+        input_warping: with ``s > 0``, the function sees every input through its own
+            Kumaraswamy CDF ``1 - (1 - x^a)^b`` with ``log a, log b ~ N(0, s²)`` (inputs in
+            [0, 1]; BoTorch's and HEBO's input warping): stretched near 0 or 1, as objectives
+            of BO often are. 0: none.
     """
 
     num_features: int = 1
@@ -163,6 +177,7 @@ class GPHyperPrior:
     irrelevant_prob: float = 0.0
     trend_std: float = 0.0
     inputs: Any = field(default_factory=Uniform)
+    input_warping: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.num_features, bool) or not isinstance(self.num_features, int):
@@ -188,6 +203,8 @@ class GPHyperPrior:
             raise ValueError(f"irrelevant_prob must be in [0, 1), got {self.irrelevant_prob}")
         if not self.trend_std >= 0:
             raise ValueError(f"trend_std must be non-negative, got {self.trend_std}")
+        if not (math.isfinite(self.input_warping) and self.input_warping >= 0):
+            raise ValueError(f"input_warping must be finite and >= 0, got {self.input_warping}")
 
     def sample_hyperparameters(
         self, batch_size: int, num_features: int, *, generator: torch.Generator | None = None
@@ -212,11 +229,17 @@ class GPHyperPrior:
             self.trend_std
             * torch.randn(shape, generator=generator, dtype=torch.float64, device=draw).cpu()
         )
+        warp = None
+        if self.input_warping > 0:
+            z = torch.randn((batch_size, 2, num_features), generator=generator,
+                            dtype=torch.float64, device=draw).cpu()
+            warp = (self.input_warping * z).exp()
         return GPHyperparameters(
             lengthscale=lengthscale,
             outputscale=hyper("outputscale", (batch_size,)),
             noise=hyper("noise", (batch_size,)),
             slope=slope.masked_fill(ignored, 0.0),
+            warp=warp,
         )
 
     def at_width(self, num_features: int) -> GPHyperPrior:
@@ -235,7 +258,11 @@ class GPHyperPrior:
         """``outputscale_b k_b(x_b, x_b) + noise_b I`` of each dataset b.
 
         ``x [B, n, F]`` -> ``[B, n, n]`` in the dtype of ``x``; the linear trend is not part of it.
+        With ``hypers.warp``, the kernel reads the warped inputs.
         """
+        if hypers.warp is not None:
+            a, b = (w.to(x)[:, None, :] for w in hypers.warp.unbind(1))
+            x = 1 - (1 - x.clamp(0, 1).pow(a)).pow(b)
         ls, os_, noise = (h.to(x) for h in (hypers.lengthscale, hypers.outputscale, hypers.noise))
         scaled = x / ls[:, None, :]
         K = correlation(self.kernel, sq_dist(scaled, scaled)).mul_(os_[:, None, None])
@@ -276,7 +303,7 @@ class GPHyperPrior:
         z = torch.randn(batch_size, 1, seq_len, generator=generator, device=draw).to(out)
         K = self.covariance(x, hypers)
         L = cholesky_with_fallback(
-            K, lambda bad: self.covariance(x[bad].double(), _select(hypers, bad))
+            K, lambda bad: self.covariance(x[bad].double(), hypers.select(bad))
         )
         y = (z @ L.mT).squeeze(-2)
         if self.trend_std > 0:
@@ -288,6 +315,8 @@ class GPHyperPrior:
         exact posterior is the oracle that knows the true hyperparameters."""
         if hypers.slope[index].abs().max() > 0:
             raise ValueError("the oracle GP does not model a linear trend; use trend_std=0")
+        if hypers.warp is not None:
+            raise ValueError("the oracle GP does not model input warping; use input_warping=0")
         return GP(
             num_features=hypers.lengthscale.shape[1],
             kernel=self.kernel,
@@ -295,10 +324,3 @@ class GPHyperPrior:
             outputscale=float(hypers.outputscale[index]),
             noise=float(hypers.noise[index]),
         )
-
-
-def _select(hypers: GPHyperparameters, index: Tensor) -> GPHyperparameters:
-    index = index.cpu()
-    return GPHyperparameters(
-        *(h[index] for h in (hypers.lengthscale, hypers.outputscale, hypers.noise, hypers.slope))
-    )
