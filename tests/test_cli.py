@@ -126,7 +126,7 @@ def test_bench_quick_smoke(bench, tmp_path):
         pytest.importorskip("numpyro", reason=f"{bench} runs NUTS with numpyro ([bench] extra)")
     named = os.environ.get("PRIORFIT_DATA")
     data = Path(named or Path(__file__).parents[2] / "shared" / "data")
-    folder = {"regression": "regression", "tabular": "cc18"}.get(bench)
+    folder = {"regression": "regression", "tabular": "cc18", "curves": "curves"}.get(bench)
     if folder and not (data / folder).is_dir():
         (pytest.fail if named else pytest.skip)(
             f"bench {bench} needs the real datasets in {data / folder}, which does not exist: "
