@@ -124,6 +124,10 @@ def test_bench_quick_smoke(bench, tmp_path):
         pytest.importorskip("pfns", reason="train-speed compares against pfns ([bench] extra)")
     if bench in ("bnn", "gp-hyper"):
         pytest.importorskip("numpyro", reason=f"{bench} runs NUTS with numpyro ([bench] extra)")
+    if bench == "bo":
+        pytest.importorskip("botorch", reason="bo compares against BoTorch ([bo] extra)")
+        if "bo" not in zoo.names():
+            pytest.skip("bench bo runs the shipped BO surrogate `bo`, which is not shipped yet")
     named = os.environ.get("PRIORFIT_DATA")
     data = Path(named or Path(__file__).parents[2] / "shared" / "data")
     folder = {"regression": "regression", "tabular": "cc18", "curves": "curves"}.get(bench)

@@ -20,6 +20,7 @@ import numpy as np
 
 BENCHES = {
     "bnn": "priorfit.bench.bnn",
+    "bo": "priorfit.bench.bo",
     "curves": "priorfit.bench.curves",
     "gp": "priorfit.bench.gp",
     "gp-hyper": "priorfit.bench.gp_hyper",
