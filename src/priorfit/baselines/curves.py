@@ -46,14 +46,14 @@ class GaussianMixturePredictive:
 
     def log_prob(self, values) -> Tensor:
         """Log density ``[m]`` of ``values [m]`` (one per epoch)."""
-        values = torch.as_tensor(values, dtype=self.means.dtype)
+        values = torch.as_tensor(np.array(values, dtype=np.float64), dtype=self.means.dtype)
         z = (values - self.means) / self.stds
         log_pdf = -0.5 * z**2 - torch.log(self.stds) - 0.5 * math.log(2 * math.pi)
         return torch.logsumexp(log_pdf, 0) - math.log(self.means.shape[0])
 
     def cdf(self, values) -> Tensor:
         """``P(value <= values)`` ``[m]``."""
-        values = torch.as_tensor(values, dtype=self.means.dtype)
+        values = torch.as_tensor(np.array(values, dtype=np.float64), dtype=self.means.dtype)
         return torch.special.ndtr((values - self.means) / self.stds).mean(0)
 
     def icdf(self, q: float) -> Tensor:

@@ -21,7 +21,8 @@ MCMC uses the model's prior; on the real curves with the run's own epochs
 ``runs/bench-curves`` by curve and settings, so an interrupted run resumes.
 
 Early stopping (``mlp``, every run): per dataset, its runs trained in order, a run stopped when
-``P(final accuracy > best final so far) < δ`` for δ in :data:`DELTAS`; epochs saved and regret.
+``P(final accuracy > best final so far) < δ`` for δ in :data:`DELTAS`; epochs saved and regret
+per dataset (``per_dataset``) and averaged over datasets.
 """
 
 from __future__ import annotations
@@ -186,18 +187,21 @@ def _early_stopping(model, runs: pd.DataFrame, deltas) -> list[dict]:
     extrapolator = CurveExtrapolator(model, horizon=len(runs["curve"].iloc[0]))
     rows = []
     for delta in deltas:
-        savings, regrets, stopped = [], [], []
-        for _, group in runs.groupby("dataset", sort=True):
+        savings, regrets, stopped, per_dataset = [], [], [], []
+        for dataset, group in runs.groupby("dataset", sort=True):
             outcome = simulate_early_stopping(extrapolator, list(group["curve"]), delta=delta)
             savings.append(outcome.saving)
             regrets.append(100 * outcome.regret)
             stopped.append(float(outcome.stopped.mean()))
+            per_dataset.append({"dataset": dataset, "runs": len(group), "saving": savings[-1],
+                                "regret_points": regrets[-1], "stopped_fraction": stopped[-1]})
         row = {"method": "pfn-early-stopping", "setting": "mlp", "n": extrapolator.horizon,
                "delta": delta, "datasets": len(savings)}
         row["saving"], row["saving_se"] = mean_se(savings)
         row["regret_points"], row["regret_points_se"] = mean_se(regrets)
         row["max_regret_points"] = max(regrets)
         row["stopped_fraction"] = float(np.mean(stopped))
+        row["per_dataset"] = per_dataset
         rows.append(row)
     return rows
 
