@@ -49,11 +49,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import qmc, rankdata
+from scipy.stats import rankdata
 
 from priorfit import zoo
 from priorfit.bench import Result, cached, mean_se
-from priorfit.bo import minimize
+from priorfit.bo import minimize, optimizer
 from priorfit.bo.problems import PROBLEMS, Problem
 from priorfit.model import PFN, load
 
@@ -128,9 +128,9 @@ def constraints(problem: Problem, x: np.ndarray) -> np.ndarray:
 
 
 def sobol_design(dim: int, n: int, seed: int) -> np.ndarray:
-    """The first ``n`` points ``[n, dim]`` (unit cube) of the scrambled Sobol design that
-    :class:`~priorfit.bo.Optimizer` evaluates first with this ``seed``."""
-    return qmc.Sobol(dim, scramble=True, seed=seed).random_base2(max(0, (n - 1).bit_length()))[:n]
+    """The first ``n`` points ``[n, dim]`` (unit cube) that :class:`~priorfit.bo.Optimizer`
+    evaluates first with this ``seed``."""
+    return optimizer.sobol_design(dim, n, seed)[:n]
 
 
 def _to_box(problem: Problem, u: np.ndarray) -> np.ndarray:

@@ -96,8 +96,7 @@ class Optimizer:
         self.rounded = np.array(rounded, dtype=int)
         self.acquisition, self.n_initial, self.ucb_beta = acquisition, n_initial, ucb_beta
         self.raw_samples, self.restarts, self.seed = raw_samples, restarts, seed
-        sobol = qmc.Sobol(dim, scramble=True, seed=seed)
-        self.design = sobol.random_base2(_log2_ceil(n_initial))  # the initial design, in order
+        self.design = sobol_design(dim, n_initial, seed)  # the initial design, in order
         self.x = np.zeros((0, dim))
         self.y = np.zeros(0)
         self.constraints: np.ndarray | None = None
@@ -264,6 +263,12 @@ def _check_bounds(bounds, categorical: dict[int, int]) -> np.ndarray:
                          + (f"; dimension {bad} has {tuple(array[bad])}" if bad is not None
                             else ""))
     return array
+
+
+def sobol_design(dim: int, n: int, seed: int) -> np.ndarray:
+    """The initial design of :class:`Optimizer`: the scrambled Sobol points ``[2^k, dim]``
+    (unit cube, ``2^k >= n`` the next power of two) of ``seed``, in the order it asks them."""
+    return qmc.Sobol(dim, scramble=True, seed=seed).random_base2(_log2_ceil(n))
 
 
 def _log2_ceil(n: int) -> int:
