@@ -41,6 +41,17 @@ def test_botorch_starts_from_the_design_priorfit_evaluates_first():
     np.testing.assert_array_equal(bo.sobol_design(3, 5, 7), np.array(asked))
 
 
+@pytest.mark.parametrize("method", ["optuna-tpe", "optuna-gp"])
+def test_optuna_starts_from_the_design_and_sees_the_constraints(method):
+    pytest.importorskip("optuna", reason="bench bo compares against Optuna ([bo] extra)")
+    problem = PROBLEMS["gardner-1"]
+    record = bo._optuna(method, problem, 0, 14, 10)
+    design = bo._to_box(problem, bo.sobol_design(2, 10, 0))
+    np.testing.assert_allclose(record["y"][:10], problem(design))
+    assert len(record["y"]) == 14 and len(record["seconds"]) == 4
+    assert record["feasible"][:10] == problem.feasible(design).tolist()
+
+
 def test_a_diverging_constraint_is_a_finite_violation_and_counted():
     problem = PROBLEMS["three-bar-truss"]
     g = bo.constraints(problem, np.array([0.0, 0.5]))
@@ -75,8 +86,9 @@ def test_rows_average_over_the_seeds_that_found_a_feasible_point():
 
 def made_up_rows():
     rows = []
-    for name, regrets, seconds in (("branin", (0.1, 0.2, 1.0), (0.05, 0.5, 1e-5)),
-                                   ("gardner-1", (float("nan"), 0.01, 0.3), (0.1, 0.4, 1e-5))):
+    for name, regrets, seconds in (
+            ("branin", (0.1, 0.2, 0.3, 0.15, 1.0), (0.05, 0.5, 0.01, 0.3, 1e-5)),
+            ("gardner-1", (float("nan"), 0.01, 0.02, 0.05, 0.3), (0.1, 0.4, 0.01, 0.3, 1e-5))):
         for method, regret, s in zip(bo.METHODS, regrets, seconds, strict=True):
             rows.append({"method": method, "setting": name, "n": 4, "seeds": 2,
                          "regret": regret, "regret_se": 0.01, "log10_regret": math.log10(regret),
@@ -88,7 +100,8 @@ def made_up_rows():
 
 def test_summary_ranks_a_method_without_a_feasible_point_last():
     summary = bo.summarise(made_up_rows())
-    assert summary["mean_rank"] == {"pfn": 2.0, "botorch": 1.5, "random": 2.5}
+    assert summary["mean_rank"] == {"pfn": 3.0, "botorch": 2.0, "optuna-tpe": 3.0,
+                                    "optuna-gp": 2.5, "random": 4.5}
     assert summary["pfn_regret_at_most_botorch_on"] == ["branin"]
     assert summary["botorch_over_pfn_seconds_per_iteration"] == pytest.approx(
         {"branin": 10.0, "gardner-1": 4.0})

@@ -59,6 +59,18 @@ def test_failed_evaluations_are_recorded_not_fatal():
     assert np.isfinite(optimizer.ask()).all()  # no finite value yet: still the design
 
 
+def test_failed_constraint_evaluations_count_as_infeasible():
+    """A constraint that cannot be computed (NaN, inf, even -inf) makes that observation
+    infeasible without stopping the search; the next ask is still a finite point."""
+    optimizer = Optimizer([(0, 1)], model="gp-1d", n_initial=3, **{k: v for k, v in FAST.items()
+                                                                   if k != "model"})
+    optimizer.tell([[0.1], [0.5], [0.7], [0.9]], [1.0, 0.5, 0.2, 0.3],
+                   constraints=[[np.nan], [-1.0], [-np.inf], [np.inf]])
+    np.testing.assert_array_equal(optimizer.feasible(), [False, True, False, False])
+    x = optimizer.ask()
+    assert np.isfinite(x).all() and 0 <= x[0] <= 1
+
+
 def test_integer_and_categorical_dimensions_take_whole_values():
     optimizer = Optimizer([(0, 1), (-3, 7), (0, 0)], model="gp-hyper", integer=[1],
                           categorical={2: 4}, n_initial=3, raw_samples=64, restarts=1)

@@ -1,5 +1,5 @@
-"""``priorfit bench bo``: Bayesian optimisation with the PFN surrogate against BoTorch and random
-search on the test problems of :mod:`priorfit.bo.problems`.
+"""``priorfit bench bo``: Bayesian optimisation with the PFN surrogate against BoTorch, Optuna and
+random search on the test problems of :mod:`priorfit.bo.problems`.
 
 Every problem of :data:`~priorfit.bo.problems.PROBLEMS` (unconstrained and constrained) is
 minimised from :data:`SEEDS` seeds by each method, :data:`N_TRIALS` evaluations of which the
@@ -16,20 +16,23 @@ first :data:`N_INITIAL` are an initial design:
   point, ``best_f`` is the worst value observed, so the probability of feasibility leads),
   maximised by ``optimize_acqf(q=1)``. A failed fit or acquisition optimisation falls back to
   a uniform random point, counted in the row's ``fallbacks``;
+- ``optuna-tpe``, ``optuna-gp``: Optuna's ``TPESampler`` and ``GPSampler`` (seeded, constraints
+  set on each trial), the same Sobol design enqueued as their first trials;
 - ``random``: uniform points in the box (numpy ``default_rng(seed)``).
 
 Every method treats the problems as continuous (the pressure vessel rounds its plate
 thicknesses inside its objective and constraints). A failed evaluation (a non-finite objective,
 as Keane's bump gives at the origin) is infeasible; BoTorch sees it as the worst finite value
-observed, as priorfit does. A non-finite constraint value (the three-bar truss divides by zero
-on the edge ``x1 = 0``) is recorded as :data:`VIOLATED`, for every method alike, since
-:class:`~priorfit.bo.Optimizer` takes finite constraint values only; the row counts such
-evaluations in ``nonfinite``.
+observed, as priorfit does; Optuna records it as a failed trial. A non-finite constraint value
+(the three-bar truss divides by zero on the edge ``x1 = 0``) is recorded as :data:`VIOLATED`,
+for every method alike, since a GP takes finite values only; the row counts such evaluations
+in ``nonfinite``.
 
 Measured per problem, method and seed: the best feasible value after each evaluation (NaN
 until the first feasible one) minus the problem's known optimum, i.e. the simple regret; the
 fraction of evaluations that were feasible; and the wall seconds of each model-based step (the
-``ask`` of priorfit; BoTorch's fit plus acquisition optimisation; drawing the random point).
+``ask`` of priorfit and of Optuna; BoTorch's fit plus acquisition optimisation; drawing the
+random point).
 Each run is cached in ``runs/bench-bo`` by problem, method, seed, settings and (for ``pfn``)
 the model file's digest, so an interrupted run resumes. Per problem and method, over seeds:
 the final regret and its log10 (floored at :data:`LOG_FLOOR`) as mean ± standard error over
@@ -59,7 +62,7 @@ from priorfit.model import PFN, load
 
 MODEL = "bo"
 SEEDS, N_TRIALS, N_INITIAL = 10, 50, 10
-METHODS = ("pfn", "botorch", "random")
+METHODS = ("pfn", "botorch", "optuna-tpe", "optuna-gp", "random")
 PFN_SETTINGS = {"raw_samples": 512, "restarts": 4}  # priorfit.bo.Optimizer's defaults
 BOTORCH_SETTINGS = {"num_restarts": 4, "raw_samples": 256}
 QUICK = {"problems": ("branin", "gardner-1"), "seeds": 1, "n_trials": 12, "n_initial": 6,
@@ -80,7 +83,8 @@ def run(quick: bool, data: Path, model_name: str = MODEL,
     n_trials, n_initial = (QUICK["n_trials"], QUICK["n_initial"]) if quick else (N_TRIALS,
                                                                                 N_INITIAL)
     settings = {"pfn": QUICK["pfn"] if quick else PFN_SETTINGS,
-                "botorch": QUICK["botorch"] if quick else BOTORCH_SETTINGS, "random": {}}
+                "botorch": QUICK["botorch"] if quick else BOTORCH_SETTINGS,
+                "optuna-tpe": {}, "optuna-gp": {}, "random": {}}
     model = load(model_name)
     digest = _model_digest(model_name)
     config = {"model": model_name, "model_sha256": digest, "problems": list(problems),
@@ -163,6 +167,8 @@ def run_method(method: str, problem: Problem, seed: int, n_trials: int, n_initia
         return _pfn(problem, seed, n_trials, n_initial, settings, model)
     if method == "botorch":
         return _botorch(problem, seed, n_trials, n_initial, settings)
+    if method in ("optuna-tpe", "optuna-gp"):
+        return _optuna(method, problem, seed, n_trials, n_initial)
     if method == "random":
         return random_search(problem, seed, n_trials)
     raise ValueError(f"unknown method {method!r}; methods: {', '.join(METHODS)}")
@@ -176,6 +182,40 @@ def _pfn(problem: Problem, seed: int, n_trials: int, n_initial: int, settings: d
                       model=model, **settings)
     seconds = [h["ask_seconds"] for h in result.history[n_initial:]]
     return _record(problem, result.x, seconds, 0)
+
+
+def _optuna(method: str, problem: Problem, seed: int, n_trials: int, n_initial: int) -> dict:
+    """Optuna's TPE or GP sampler (each with its own ``seed``), constraints set on each trial
+    (``Trial.set_constraint``); the first ``n_initial`` trials are the Sobol design, enqueued."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kind = optuna.samplers.TPESampler if method == "optuna-tpe" else optuna.samplers.GPSampler
+    sampler = kind(seed=seed, n_startup_trials=n_initial)
+    study = optuna.create_study(sampler=sampler)
+    names = [f"x{i}" for i in range(problem.dim)]
+    for point in _to_box(problem, sobol_design(problem.dim, n_initial, seed)):
+        study.enqueue_trial(dict(zip(names, point.tolist(), strict=True)))
+    x, seconds = [], []
+    for trial_number in range(n_trials):
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trial = study.ask()
+            point = np.array([trial.suggest_float(n, float(lo), float(hi))
+                              for n, (lo, hi) in zip(names, problem.bounds, strict=True)])
+        if trial_number >= n_initial:
+            seconds.append(time.perf_counter() - start)
+        value = objective(problem, point)
+        if problem.constraints is not None:
+            for j, value_j in enumerate(constraints(problem, point)):
+                trial.set_constraint(f"g{j}", float(value_j))
+        if np.isfinite(value):
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        x.append(point)
+    return _record(problem, np.array(x), seconds, 0)
 
 
 def random_search(problem: Problem, seed: int, n_trials: int) -> dict:

@@ -46,14 +46,15 @@ class Acquisition:
         if rows > 1:  # row 0's threshold is a dummy: only the constraint rows are read
             thresholds = torch.cat([self.thresholds.new_zeros(1), self.thresholds])
             cdf = predictive.cdf(thresholds[:, None].to(x.dtype))[1:]
-            log_feasible = torch.log(cdf.clamp(min=1e-300)).sum(0)
+            log_feasible = torch.log(cdf.clamp(min=torch.finfo(cdf.dtype).tiny)).sum(0)
         if self.best is None:
             return log_feasible
         best = torch.full((rows, 1), self.best, dtype=x.dtype, device=x.device)
         if self.kind == "log_ei":
             value = predictive.log_ei(best, maximize=False)[0]
         elif self.kind == "pi":
-            value = torch.log(predictive.pi(best, maximize=False)[0].clamp(min=1e-300))
+            pi = predictive.pi(best, maximize=False)[0]
+            value = torch.log(pi.clamp(min=torch.finfo(pi.dtype).tiny))
         else:
             value = -(predictive.mean[0] - self.beta**0.5 * predictive.stddev[0])
         return value + log_feasible

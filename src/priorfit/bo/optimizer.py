@@ -9,8 +9,9 @@ Sobol sample of candidates, then L-BFGS-B from the best few with gradients throu
   already evaluated gives way to the best untried one.
 - Observed values go through a Yeo-Johnson power transform, standardised (as PFNs4BO does), the
   constraints each through their own; ``g_j <= 0`` becomes the transformed bound.
-- A failed evaluation (NaN or infinite objective) is recorded as it came, and conditioned on as
-  the worst finite value observed, so the search moves away from it.
+- A failed evaluation (NaN or infinite objective or constraint value) is recorded as it came,
+  and conditioned on as the worst finite value observed of that output, so the search moves
+  away from it.
 - With constraints, the acquisition is the objective's over the best *feasible* value times the
   probability that every constraint holds; before any feasible point, the probability of
   feasibility alone.
@@ -66,7 +67,8 @@ class Optimizer:
         integer: dimensions that take integer values (within their bounds).
         categorical: ``{dimension: number of categories}``; values are codes ``0..k-1``.
         raw_samples, restarts: Sobol candidates per step, and how many of the best start
-            L-BFGS-B.
+            L-BFGS-B (all polished together, see :meth:`_polish`).
+        polish_iterations: the most L-BFGS-B iterations per step.
         seed: seeds the design and the candidates; same seed, same sequence of asks.
     """
 
@@ -74,7 +76,8 @@ class Optimizer:
                  model: str | PFN = DEFAULT_MODEL, acquisition: str = "log_ei",
                  n_initial: int = 10, integer: Sequence[int] = (),
                  categorical: dict[int, int] | None = None, raw_samples: int = 512,
-                 restarts: int = 4, ucb_beta: float = 2.0, seed: int = 0) -> None:
+                 restarts: int = 4, polish_iterations: int = 50, ucb_beta: float = 2.0,
+                 seed: int = 0) -> None:
         self.bounds = _check_bounds(bounds, categorical or {})
         dim = len(self.bounds)
         self.model = model if isinstance(model, PFN) else load(model)
@@ -86,7 +89,7 @@ class Optimizer:
         if acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
         for name, value in (("n_initial", n_initial), ("raw_samples", raw_samples),
-                            ("restarts", restarts)):
+                            ("restarts", restarts), ("polish_iterations", polish_iterations)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         rounded = sorted({*integer, *(categorical or {})})
@@ -96,6 +99,7 @@ class Optimizer:
         self.rounded = np.array(rounded, dtype=int)
         self.acquisition, self.n_initial, self.ucb_beta = acquisition, n_initial, ucb_beta
         self.raw_samples, self.restarts, self.seed = raw_samples, restarts, seed
+        self.polish_iterations = polish_iterations
         self.design = sobol_design(dim, n_initial, seed)  # the initial design, in order
         self.x = np.zeros((0, dim))
         self.y = np.zeros(0)
@@ -107,7 +111,8 @@ class Optimizer:
     def tell(self, x, y, constraints=None) -> None:
         """Record evaluations: ``x [d]`` or ``[n, d]``, ``y`` a number or ``[n]``, and, if the
         problem has constraints, their values ``[J]`` / ``[n, J]`` (feasible: all ``<= 0``) for
-        every observation."""
+        every observation. A NaN or infinite constraint value is a failed evaluation of that
+        constraint: the observation counts as infeasible."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         y = np.atleast_1d(np.asarray(y, dtype=np.float64))
         if x.shape[1:] != (len(self.bounds),) or y.shape != (len(x),):
@@ -125,15 +130,15 @@ class Optimizer:
             if self.constraints is not None and g.shape[1] != self.constraints.shape[1]:
                 raise ValueError(f"expected {self.constraints.shape[1]} constraint values per "
                                  f"observation, got {g.shape[1]}")
-            if not np.isfinite(g).all():
-                raise ValueError("constraint values must be finite")
             self.constraints = g if self.constraints is None else np.vstack([self.constraints, g])
         self.x, self.y = np.vstack([self.x, x]), np.concatenate([self.y, y])
 
     def feasible(self) -> np.ndarray:
-        """``[n]`` bool: finite objective and every constraint satisfied."""
+        """``[n]`` bool: finite objective and every constraint finite and satisfied."""
         ok = np.isfinite(self.y)
-        return ok if self.constraints is None else ok & (self.constraints <= 0).all(1)
+        if self.constraints is None:
+            return ok
+        return ok & (np.isfinite(self.constraints) & (self.constraints <= 0)).all(1)
 
     # -- proposals --------------------------------------------------------------------------
 
@@ -147,7 +152,7 @@ class Optimizer:
         raw = torch.from_numpy(sobol.random_base2(_log2_ceil(self.raw_samples))).float()
         with torch.no_grad():
             raw = raw[torch.argsort(acquisition(raw), descending=True)]
-        polished = np.vstack([self._polish(acquisition, u.numpy()) for u in raw[: self.restarts]])
+        polished = self._polish(acquisition, raw[: self.restarts].numpy())
         with torch.no_grad():
             scores = acquisition(torch.from_numpy(polished).float()).numpy()
         for u in np.vstack([polished[np.argsort(-scores)], raw.numpy()]):
@@ -173,22 +178,28 @@ class Optimizer:
         return Acquisition(conditioned, self.acquisition, best,
                            torch.tensor(thresholds, dtype=torch.float32), self.ucb_beta)
 
-    def _polish(self, acquisition: Acquisition, start: np.ndarray) -> np.ndarray:
-        """L-BFGS-B on the acquisition from ``start`` (unit cube), gradients through the PFN."""
-        def negative(u):
-            x = torch.tensor(u, dtype=torch.float32)[None].requires_grad_(True)
-            value = acquisition(x)[0]
-            if not torch.isfinite(value):
-                return 1e10, np.zeros_like(u)
-            (grad,) = torch.autograd.grad(value, x)
-            return -float(value), -grad[0].double().numpy()
+    def _polish(self, acquisition: Acquisition, starts: np.ndarray) -> np.ndarray:
+        """L-BFGS-B from every row of ``starts [r, d]`` (unit cube) at once, as BoTorch's
+        ``gen_candidates_scipy`` does: one variable vector of ``r * d`` entries whose objective
+        is the sum of the acquisition values, so each iteration is one forward and backward pass
+        over all ``r`` candidates (gradients through the PFN). Returns ``[r, d]``."""
+        shape = starts.shape
+
+        def negative(flat):
+            x = torch.tensor(flat.reshape(shape), dtype=torch.float32).requires_grad_(True)
+            values = acquisition(x)
+            finite = torch.isfinite(values)
+            total = torch.where(finite, values, torch.zeros_like(values)).sum()
+            (grad,) = torch.autograd.grad(total, x)
+            penalty = 1e10 * float((~finite).sum())  # a non-finite value is never chosen
+            return -float(total) + penalty, -grad.double().numpy().ravel()
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            found = scipy_minimize(negative, start.astype(np.float64), jac=True,
-                                   method="L-BFGS-B", bounds=[(0.0, 1.0)] * len(start),
-                                   options={"maxiter": 50})
-        return np.clip(found.x, 0.0, 1.0)[None]
+            found = scipy_minimize(negative, starts.astype(np.float64).ravel(), jac=True,
+                                   method="L-BFGS-B", bounds=[(0.0, 1.0)] * starts.size,
+                                   options={"maxiter": self.polish_iterations})
+        return np.clip(found.x.reshape(shape), 0.0, 1.0)
 
     def _to_unit(self, x: np.ndarray) -> np.ndarray:
         low, high = self.bounds.T
@@ -282,9 +293,15 @@ def _transform_observations(y: np.ndarray) -> np.ndarray:
 
 
 def _transform_constraint(g: np.ndarray) -> tuple[np.ndarray, float]:
-    """A constraint's values, transformed like the objective's, and its bound 0 in those
-    units."""
-    return _power_transform(g, 0.0)
+    """A constraint's values ``[n]``, transformed like the objective's, and its bound 0 in those
+    units. Failures (NaN, inf) count as violated: the worst finite value when that one is
+    violated, else the best finite value mirrored to the violated side (1 if none is finite)."""
+    finite = np.isfinite(g)
+    if not finite.any():
+        return _power_transform(np.ones_like(g), 0.0)
+    worst = g[finite].max()
+    failed = worst if worst > 0 else (-g[finite].min() or 1.0)
+    return _power_transform(np.where(finite, g, failed), 0.0)
 
 
 def _power_transform(values: np.ndarray, bound: float) -> tuple[np.ndarray, float]:

@@ -76,6 +76,9 @@ class TrainConfig:
         out_dir: where checkpoints, metrics and the final model go.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
         time_limit_s: stop after this much wall time (0: no limit); the run can be resumed.
+        init_from: a zoo name or model file whose weights a fresh run starts from
+            (:func:`priorfit.train.warm_start.warm_start`); ``""``: random initialisation. A
+            resumed run continues from its checkpoint instead.
     """
 
     steps: int = 10_000
@@ -111,6 +114,7 @@ class TrainConfig:
     out_dir: str = "runs/default"
     device: str = "auto"
     time_limit_s: float = 0.0
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "accumulation", "seq_len", "border_datasets",

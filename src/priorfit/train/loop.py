@@ -40,6 +40,7 @@ from priorfit.train.optim import build_optimizers
 from priorfit.train.precision import PRECISIONS, choose_precision
 from priorfit.train.precision import autocast as precision_autocast
 from priorfit.train.schedule import lr_factor
+from priorfit.train.warm_start import warm_start
 from priorfit.transforms import fit_transform
 
 CHECKPOINT = "checkpoint.pt"
@@ -78,18 +79,21 @@ def train(
     model = build_model(model_config)
     model.head.check_prior(prior)
     fit_head(model, prior, train_config)
+    resuming = resume and checkpoint_path.exists()
+    if resume and not resuming:
+        print(f"no checkpoint in {out_dir}; starting from scratch")
+    if train_config.init_from and not resuming:
+        warm_start(model, train_config.init_from)
     model.to(device)
     optimizers = build_optimizers(model, train_config)
     averaged = None
     if train_config.ema_decay > 0:
         averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema_decay))
     step, elapsed, precision, timings = 0, 0.0, None, {}
-    if resume and checkpoint_path.exists():
+    if resuming:
         step, elapsed, precision, timings = _load_checkpoint(
             checkpoint_path, model, optimizers, averaged, prior_config, model_config
         )
-    elif resume:
-        print(f"no checkpoint in {out_dir}; starting from scratch")
     if precision is None:  # a fresh run (or a checkpoint from before precisions were recorded)
         precision, timings = _resolve_precision(model, prior, train_config, device, rank,
                                                 world_size)

@@ -1,0 +1,69 @@
+"""Warm starts (TrainConfig.init_from): a new network begins from a trained one's weights."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import priorfit as pf
+from priorfit.model import build_model
+from priorfit.train.warm_start import warm_start
+
+SOURCE_CONFIG = pf.ModelConfig(num_features=2, num_outputs=32, d_model=16, num_heads=2,
+                               num_layers=2, d_ff=32)
+PRIOR = pf.priors.GP(num_features=2, lengthscale=0.3, noise=0.01)
+
+
+def source_model(tmp_path):
+    config = pf.TrainConfig(steps=2, batch_size=4, seq_len=12, max_train=8, warmup_steps=1,
+                            border_datasets=64, val_every=2, val_batches=1, checkpoint_every=2,
+                            precision="float32", out_dir=str(tmp_path / "source"))
+    pf.train(PRIOR, config, SOURCE_CONFIG, progress=False)
+    return tmp_path / "source" / "model.safetensors"
+
+
+def test_same_shapes_are_copied_whole_and_predict_as_the_source(tmp_path):
+    path = source_model(tmp_path)
+    source = pf.load(path)
+    torch.manual_seed(1)
+    model = build_model(SOURCE_CONFIG)
+    model.head.borders.copy_(source.head.borders)
+    report = warm_start(model, str(path))
+    assert report["partly"] == [] and report["kept"] == []
+    x, y = torch.rand(1, 6, 2), torch.randn(1, 6)
+    torch.testing.assert_close(model(x, y, x), source(x, y, x))
+
+
+def test_a_wider_encoder_gets_the_overlapping_block(tmp_path):
+    source = pf.load(source_model(tmp_path))
+    torch.manual_seed(1)
+    wider = build_model(dataclasses.replace(SOURCE_CONFIG, num_features=5))
+    fresh = wider.x_encoder.linear.weight[:, 2:].clone()
+    report = warm_start(wider, source)
+    assert report["partly"] == ["x_encoder.linear.weight"] and report["kept"] == []
+    weight = wider.x_encoder.linear.weight
+    torch.testing.assert_close(weight[:, :2], source.x_encoder.linear.weight)
+    torch.testing.assert_close(weight[:, 2:], fresh)
+
+
+def test_a_training_run_starts_from_the_source(tmp_path):
+    path = source_model(tmp_path)
+    config = pf.TrainConfig(steps=1, batch_size=4, seq_len=12, max_train=8, warmup_steps=1,
+                            lr=1e-12, border_datasets=64, val_every=1, val_batches=1,
+                            checkpoint_every=1, precision="float32", init_from=str(path),
+                            out_dir=str(tmp_path / "warm"))
+    model = pf.train(PRIOR, config, SOURCE_CONFIG, progress=False)
+    source = pf.load(path)
+    torch.testing.assert_close(model.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight,
+                               atol=1e-6, rtol=0)
+    assert pf.load(tmp_path / "warm" / "model.safetensors").card["train"]["init_from"] == str(path)
+
+
+def test_incompatible_sources_are_refused(tmp_path):
+    source = pf.load(source_model(tmp_path))
+    cells = build_model(dataclasses.replace(SOURCE_CONFIG, arch="cells"))
+    with pytest.raises(ValueError, match="'rows' network cannot start a 'cells' one"):
+        warm_start(cells, source)
+    classes = build_model(dataclasses.replace(SOURCE_CONFIG, head="classes", num_outputs=3))
+    with pytest.raises(ValueError, match="head cannot start"):
+        warm_start(classes, source)
