@@ -94,19 +94,26 @@ def run(quick: bool, data: Path, model_name: str = MODEL,
     cache = None if quick else cache
     rows = []
     for name in problems:
-        problem = PROBLEMS[name]
         for method in METHODS:
-            runs = []
-            for seed in range(seeds):
-                identity = {"problem": name, "method": method, "seed": seed,
-                            "n_trials": n_trials, "n_initial": n_initial,
-                            "settings": settings[method]}
-                if method == "pfn":
-                    identity["model"] = {"name": model_name, "sha256": digest}
-                runs.append(cached(cache, identity, lambda p=problem, m=method, s=seed: run_method(
-                    m, p, s, n_trials, n_initial, settings[m], model)))
-            rows.append(aggregate(problem, method, runs))
+            runs = [cached_run(cache, name, method, seed, n_trials, n_initial, settings[method],
+                               model, {"name": model_name, "sha256": digest})
+                    for seed in range(seeds)]
+            rows.append(aggregate(PROBLEMS[name], method, runs))
     return Result(config, rows, summarise(rows), table(rows))
+
+
+def cached_run(cache: Path | None, name: str, method: str, seed: int, n_trials: int,
+               n_initial: int, settings: dict, model: PFN | None,
+               model_identity: dict | None) -> dict:
+    """One run of ``method`` on problem ``name`` from ``seed`` (:func:`run_method`), from
+    ``cache`` if it was run before with the same settings (and, for ``pfn``, the same model,
+    ``model_identity``: its name and digest); only ``pfn`` reads ``model``."""
+    identity = {"problem": name, "method": method, "seed": seed, "n_trials": n_trials,
+                "n_initial": n_initial, "settings": settings}
+    if method == "pfn":
+        identity["model"] = model_identity
+    return cached(cache, identity, lambda: run_method(method, PROBLEMS[name], seed, n_trials,
+                                                      n_initial, settings, model))
 
 
 def _model_digest(model_name: str) -> str:

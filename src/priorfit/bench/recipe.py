@@ -76,8 +76,8 @@ def run(quick: bool, data: Path, budgets_min: tuple[float, ...] | None = None,
         priors: tuple[str, ...] | None = None, changes: dict | None = None,
         scaling_budgets_min: tuple[float, ...] | None = None) -> Result:
     """Train every recipe on every prior, then the compute-scaling table (none with
-    ``scaling_budgets_min=()``); ``quick``: 1-D prior, two changes, 6 s and 12 s, scaling at 3 s."""
-    budgets = budgets_min or ((0.1, 0.2) if quick else BUDGETS_MIN)
+    ``scaling_budgets_min=()``); ``quick``: 1-D prior, two changes, 3 s and 6 s, scaling at 3 s."""
+    budgets = budgets_min or ((0.05, 0.1) if quick else BUDGETS_MIN)
     priors = priors or (("gp-1d",) if quick else PRIORS)
     changes = changes or ({k: CHANGES[k] for k in ("time-clock", "curriculum")} if quick
                           else CHANGES)

@@ -312,8 +312,14 @@ class RiemannDistribution(Distribution):
         prev, nxt = _take(cum, idx), _take(cum, idx + 1)
         mass = torch.where(nxt > prev, nxt - prev, torch.ones_like(q))
         b1, sl, bk, sr = self._tails()
-        left = b1 + sl * torch.special.ndtri((q / mass).clamp(0, 1) / 2)
-        right = bk - sr * torch.special.ndtri(((nxt - q) / mass).clamp(0, 1) / 2)
+        # each tail's level only where that tail is picked, and never 0: torch.where passes a
+        # zero gradient to the branch it drops, and 0 * ndtri'(0) = 0 * inf would be NaN
+        tiny, half = torch.finfo(q.dtype).tiny, torch.full_like(q, 0.5)
+        u_left = torch.where(idx == 0, (q / mass).clamp(0, 1) / 2, half).clamp(min=tiny)
+        u_right = torch.where(idx == self.num_buckets - 1, ((nxt - q) / mass).clamp(0, 1) / 2,
+                              half).clamp(min=tiny)
+        left = b1 + sl * torch.special.ndtri(u_left)
+        right = bk - sr * torch.special.ndtri(u_right)
         lo, hi = _take(b, idx), _take(b, idx + 1)
         inner = lo + (hi - lo) * ((q - prev) / mass).clamp(0, 1)
         y = self._pick(idx, left, inner, right)
