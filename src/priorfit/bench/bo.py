@@ -63,7 +63,7 @@ from priorfit.model import PFN, load
 MODEL = "bo"
 SEEDS, N_TRIALS, N_INITIAL = 10, 50, 10
 METHODS = ("pfn", "botorch", "optuna-tpe", "optuna-gp", "random")
-PFN_SETTINGS = {"raw_samples": 512, "restarts": 4}  # priorfit.bo.Optimizer's defaults
+PFN_SETTINGS = {"raw_samples": 256, "restarts": 4, "polish_iterations": 15}  # Optimizer defaults
 BOTORCH_SETTINGS = {"num_restarts": 4, "raw_samples": 256}
 QUICK = {"problems": ("branin", "gardner-1"), "seeds": 1, "n_trials": 12, "n_initial": 6,
          "pfn": {"raw_samples": 64, "restarts": 1},

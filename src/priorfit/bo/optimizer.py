@@ -75,8 +75,8 @@ class Optimizer:
     def __init__(self, bounds: Sequence[tuple[float, float]], *,
                  model: str | PFN = DEFAULT_MODEL, acquisition: str = "log_ei",
                  n_initial: int = 10, integer: Sequence[int] = (),
-                 categorical: dict[int, int] | None = None, raw_samples: int = 512,
-                 restarts: int = 4, polish_iterations: int = 50, ucb_beta: float = 2.0,
+                 categorical: dict[int, int] | None = None, raw_samples: int = 256,
+                 restarts: int = 4, polish_iterations: int = 15, ucb_beta: float = 2.0,
                  seed: int = 0) -> None:
         self.bounds = _check_bounds(bounds, categorical or {})
         dim = len(self.bounds)
