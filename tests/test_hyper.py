@@ -10,6 +10,7 @@ from scipy import stats
 
 from priorfit.priors import (
     GP,
+    ClusteredInputs,
     Gamma,
     GPHyperparameters,
     GPHyperPrior,
@@ -230,6 +231,30 @@ def test_mixed_inputs_give_each_column_one_marginal():
         MixedInputs(weights=(1, 0, 0))
     with pytest.raises(ValueError, match="max_levels"):
         MixedInputs(max_levels=1)
+
+
+def test_clustered_inputs_concentrate_some_datasets_around_centres():
+    x = ClusteredInputs(clustered_prob=0.5, max_centres=1, min_std=0.01, max_std=0.01).sample(
+        (400, 300, 2), generator=gen()
+    )
+    assert x.shape == (400, 300, 2) and x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1
+    # the densest point's share of neighbours within 0.05 (max-norm): about 1% for uniform
+    # points; for a clustered dataset its clustered share 1 - u, u ~ U(0, 1)
+    close = (x[:, :, None] - x[:, None]).abs().amax(-1) < 0.05  # [400, 300, 300]
+    density = close.float().mean(-1).amax(-1)
+    clustered = density > 0.1  # all uniform datasets, 90% of the clustered ones
+    assert abs(clustered.float().mean().item() - 0.45) < 0.07
+    assert density[~clustered].median() < 0.04
+    uniform = ClusteredInputs(clustered_prob=0.0).sample((50, 400, 1), generator=gen(1))
+    assert stats.kstest(uniform.flatten().numpy(), "uniform").pvalue > 1e-3
+    assert torch.equal(ClusteredInputs().sample((2, 5, 3), generator=gen(3)),
+                       ClusteredInputs().sample((2, 5, 3), generator=gen(3)))
+    for bad, match in (({"clustered_prob": 1.5}, "clustered_prob"),
+                       ({"max_centres": 0}, "max_centres"),
+                       ({"min_std": 0.3, "max_std": 0.2}, "min_std")):
+        with pytest.raises(ValueError, match=match):
+            ClusteredInputs(**bad)
 
 
 def test_gp_hyper_config_builds_the_real_data_prior():

@@ -68,7 +68,9 @@ class Optimizer:
         categorical: ``{dimension: number of categories}``; values are codes ``0..k-1``.
         raw_samples, restarts: Sobol candidates per step, and how many of the best start
             L-BFGS-B (all polished together, see :meth:`_polish`).
-        polish_iterations: the most L-BFGS-B iterations per step.
+        polish_iterations: the most L-BFGS-B iterations per step (and at most twice as many
+            evaluations: a line search that fails on the piecewise-smooth acquisition of a
+            Riemann distribution otherwise costs a hundred passes).
         seed: seeds the design and the candidates; same seed, same sequence of asks.
     """
 
@@ -198,7 +200,8 @@ class Optimizer:
             warnings.simplefilter("ignore")
             found = scipy_minimize(negative, starts.astype(np.float64).ravel(), jac=True,
                                    method="L-BFGS-B", bounds=[(0.0, 1.0)] * starts.size,
-                                   options={"maxiter": self.polish_iterations})
+                                   options={"maxiter": self.polish_iterations,
+                                            "maxfun": 2 * self.polish_iterations})
         return np.clip(found.x.reshape(shape), 0.0, 1.0)
 
     def _to_unit(self, x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from priorfit.model.registry import (
 from priorfit.model.riemann import RiemannDistribution, borders_from_samples
 
 # the built-in architectures register themselves on import
-from priorfit.model import cells, rows  # noqa: F401  isort: skip
+from priorfit.model import cells, images, rows  # noqa: F401  isort: skip
 
 __all__ = [
     "ARCHITECTURES",

@@ -44,7 +44,8 @@ class ModelConfig:
 
     Attributes:
         arch: the network, a name in :data:`ARCHITECTURES`: ``"rows"`` (one token per data
-            point) or ``"cells"`` (one token per table cell).
+            point), ``"cells"`` (one token per table cell) or ``"images"`` (one token per
+            image: a convolutional encoder, for few-shot classification).
         head: the output head, a name in :data:`~priorfit.model.heads.HEADS`: ``"riemann"``
             (bar distribution on the real line), ``"bounded"`` (bar distribution on
             ``bounds``), ``"classes"`` (up to ``num_outputs`` classes).

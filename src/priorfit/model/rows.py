@@ -75,11 +75,15 @@ class RowsPFN(PFN):
 
     def __init__(self, config):
         super().__init__(config)
-        self.x_encoder = FeatureEncoder(config.num_features, config.d_model)
-        self.y_encoder = TargetEncoder(config.d_model)
+        self.x_encoder, self.y_encoder = self.encoders(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(config.d_model)
         self.decoder = decoder(config.d_model, config.d_ff, config.num_outputs)
+
+    def encoders(self, config) -> tuple[nn.Module, nn.Module]:
+        """The encoders of a data point's inputs ``[B, N, F] -> [B, N, d]`` and of its target
+        ``[B, N] -> [B, N, d]``: linear maps here; a subclass brings its own."""
+        return FeatureEncoder(config.num_features, config.d_model), TargetEncoder(config.d_model)
 
     def condition(self, x_train: Tensor, y_train: Tensor,
                   train_mask: Tensor | None = None) -> RowsCache:

@@ -11,7 +11,8 @@ from priorfit.priors.curves import CurvePrior
 from priorfit.priors.discrete import BetaBernoulli
 from priorfit.priors.gp import GP
 from priorfit.priors.hyper import Gamma, GPHyperparameters, GPHyperPrior, LogNormal, LogUniform
-from priorfit.priors.inputs import MixedInputs, Normal, Uniform
+from priorfit.priors.inputs import ClusteredInputs, MixedInputs, Normal, Uniform
+from priorfit.priors.strokes import StrokePrior
 from priorfit.priors.tables import TableInfo, TablePrior
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "BNNHyperPrior",
     "Batch",
     "BetaBernoulli",
+    "ClusteredInputs",
     "CurvePrior",
     "GPHyperPrior",
     "GPHyperparameters",
@@ -31,6 +33,7 @@ __all__ = [
     "Mixture",
     "Normal",
     "Prior",
+    "StrokePrior",
     "TableInfo",
     "TablePrior",
     "Uniform",

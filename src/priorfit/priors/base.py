@@ -1,9 +1,12 @@
 """The prior protocol, the batch it produces, and mixtures of priors.
 
 A prior is anything with ``sample(batch_size, seq_len, *, generator, device) -> Batch`` and a
-``num_features`` attribute. Priors in this package are dataclasses, so their parameters serialise
-into a model card (:func:`prior_to_config`) and back (:func:`prior_from_config`); so do a user's
-own dataclass priors, recorded by module and name and rebuilt where that module is importable.
+``num_features`` attribute. A prior whose datasets come with their own cut between training and
+test points (few-shot episodes: the support set first) also has ``sample_split(...) -> (Batch,
+num_train)``, which training then uses instead of drawing the cut. Priors in this package are
+dataclasses, so their parameters serialise into a model card (:func:`prior_to_config`) and back
+(:func:`prior_from_config`); so do a user's own dataclass priors, recorded by module and name
+and rebuilt where that module is importable.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ device, or the CPU when there is no generator.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -122,4 +123,69 @@ class MixedInputs:
         discrete = (u * levels).floor() / (levels - 1)
         marginals = torch.stack([u, z, z.exp(), discrete])  # [4, *shape]
         x = marginals.gather(0, kind.expand(shape).unsqueeze(0)).squeeze(0)
+        return x.to(target_device(generator, device))
+
+
+@dataclass
+class ClusteredInputs:
+    """Inputs in the unit cube as a Bayesian optimisation run collects them: spread out at
+    first, then concentrated around the good points found (the inputs a BO surrogate is asked
+    about). PFNs4BO's prior samples clustered inputs for the same reason.
+
+    Each dataset is, with probability ``1 - clustered_prob``, uniform on ``[0, 1)``. Otherwise
+    it draws a uniform share ``u ~ U(0, 1)``, 1 to ``max_centres`` centres uniform in the cube
+    and a spread ``s``, log-uniform in ``[min_std, max_std]``; each point is uniform with
+    probability ``u``, else a centre (chosen at random) plus ``N(0, s²)`` noise per coordinate,
+    clamped to ``[0, 1]`` (BO runs sample the box's faces too). Shape ``[..., T, F]``.
+    """
+
+    clustered_prob: float = 0.5
+    max_centres: int = 3
+    min_std: float = 0.01
+    max_std: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.clustered_prob <= 1:
+            raise ValueError(
+                f"ClusteredInputs.clustered_prob must be in [0, 1], got {self.clustered_prob}"
+            )
+        if isinstance(self.max_centres, bool) or not isinstance(self.max_centres, int) \
+                or self.max_centres < 1:
+            raise ValueError(
+                f"ClusteredInputs.max_centres must be an int >= 1, got {self.max_centres!r}"
+            )
+        if not 0 < self.min_std <= self.max_std:
+            raise ValueError(
+                "ClusteredInputs needs 0 < min_std <= max_std, got "
+                f"min_std={self.min_std}, max_std={self.max_std}"
+            )
+
+    def sample(
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """A float32 tensor of ``shape`` (at least ``[T, F]``) in ``[0, 1]`` on ``device``."""
+        draw = draw_device(generator, device)
+        *batch, points, features = shape
+
+        def per_dataset(*tail: int) -> Tensor:
+            return torch.rand((*batch, *tail), generator=generator, device=draw)
+
+        clustered = per_dataset(1, 1) < self.clustered_prob
+        uniform_share = per_dataset(1, 1)
+        log_low, log_high = math.log(self.min_std), math.log(self.max_std)
+        spread = (log_low + (log_high - log_low) * per_dataset(1, 1)).exp()
+        centres = per_dataset(self.max_centres, features)
+        count = 1 + (per_dataset(1) * self.max_centres).long()  # [..., 1] in 1..max_centres
+        which = (per_dataset(points) * count).long()  # [..., T]: each point's centre
+        index = which.unsqueeze(-1).expand(*batch, points, features)
+        around = centres.gather(-2, index) + spread * torch.randn(
+            shape, generator=generator, device=draw
+        )
+        uniform = torch.rand(shape, generator=generator, device=draw)
+        spread_out = ~clustered | (per_dataset(points, 1) < uniform_share)
+        x = torch.where(spread_out, uniform, around.clamp(0.0, 1.0))
         return x.to(target_device(generator, device))

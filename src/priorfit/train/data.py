@@ -90,8 +90,14 @@ class MicroBatch:
 
 
 def sample_micro_batch(prior, config: TrainConfig, *key: int) -> MicroBatch:
-    """The micro-batch identified by ``key`` (e.g. ``(seed, step, index)``)."""
+    """The micro-batch identified by ``key`` (e.g. ``(seed, step, index)``). A prior with a
+    ``sample_split(batch_size, seq_len, *, generator) -> (Batch, num_train)`` method chooses
+    the cut itself (``min_train``, ``max_train`` and their sampling are then unused)."""
     generator = seeded_generator(*key)
+    if hasattr(prior, "sample_split"):  # the prior draws its own cut (few-shot episodes)
+        batch, num_train = prior.sample_split(config.batch_size, config.seq_len,
+                                              generator=generator)
+        return MicroBatch(batch, num_train)
     probs = train_size_probs(config)
     if not config.train_size_per_dataset:
         num_train = config.min_train + int(torch.multinomial(probs, 1, generator=generator))

@@ -1,0 +1,77 @@
+"""The ``"images"`` architecture: one token per image, for few-shot classification.
+
+The rows network (:mod:`priorfit.model.rows`) with two encoders of its own: a small
+convolutional network turns each image (``num_features = side²`` pixels, flattened row by
+row) into a token, and a support image's label is added as a learned embedding (a class index
+is a name, not a number). Support tokens attend to each other, a query to the support set and
+itself; there is no positional encoding, so predictions are invariant to the order of the
+support set, and training on episodes with randomly assigned labels makes them (approximately)
+invariant to relabelling.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from priorfit.model.registry import register_architecture
+from priorfit.model.rows import RowsPFN
+
+
+class ImageEncoder(nn.Module):
+    """Images ``[B, N, side²]`` -> tokens ``[B, N, d_model]``: three stride-2 3×3 convolutions
+    (16, 32, 32 channels, GELU), then a linear map of the flattened feature map."""
+
+    def __init__(self, side: int, d_model: int):
+        super().__init__()
+        self.side = side
+        self.convolutions = nn.Sequential(
+            nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.GELU(),
+        )
+        reduced = side
+        for _ in range(3):
+            reduced = (reduced + 1) // 2
+        self.linear = nn.Linear(32 * reduced * reduced, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, count, _ = x.shape
+        maps = self.convolutions(x.reshape(batch * count, 1, self.side, self.side))
+        return self.linear(maps.flatten(1)).reshape(batch, count, -1)
+
+
+class LabelEncoder(nn.Module):
+    """Class indices ``[B, N]`` (floats ``0..K-1``) -> embeddings ``[B, N, d_model]``."""
+
+    def __init__(self, num_classes: int, d_model: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_classes, d_model)
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.embedding(y.round().long())
+
+
+@register_architecture("images")
+class ImagesPFN(RowsPFN):
+    """One token per image (see the module); ``config.num_features`` is the pixel count of a
+    square image and ``config.num_outputs`` the most classes (the ``"classes"`` head)."""
+
+    def __init__(self, config):
+        side = math.isqrt(config.num_features)
+        if side * side != config.num_features or side < 8:
+            raise ValueError(
+                "the images architecture needs ModelConfig.num_features = side² (a square "
+                f"image of side >= 8), got {config.num_features}"
+            )
+        if config.head != "classes":
+            raise ValueError(
+                f"the images architecture needs the 'classes' head, got {config.head!r}"
+            )
+        super().__init__(config)
+
+    def encoders(self, config) -> tuple[nn.Module, nn.Module]:
+        """A convolutional image encoder and a label embedding."""
+        side = math.isqrt(config.num_features)
+        return ImageEncoder(side, config.d_model), LabelEncoder(config.num_outputs, config.d_model)
