@@ -128,9 +128,12 @@ def test_bench_quick_smoke(bench, tmp_path):
         pytest.importorskip("botorch", reason="bo compares against BoTorch ([bo] extra)")
         if "bo" not in zoo.names():
             pytest.skip("bench bo runs the shipped BO surrogate `bo`, which is not shipped yet")
+    if bench == "fewshot" and "fewshot" not in zoo.names():  # its plumbing: tests/test_fewshot.py
+        pytest.skip("bench fewshot runs the shipped stroke-prior PFN `fewshot`, not shipped yet")
     named = os.environ.get("PRIORFIT_DATA")
     data = Path(named or Path(__file__).parents[2] / "shared" / "data")
-    folder = {"regression": "regression", "tabular": "cc18", "curves": "curves"}.get(bench)
+    folder = {"regression": "regression", "tabular": "cc18", "curves": "curves",
+              "fewshot": "omniglot"}.get(bench)
     if folder and not (data / folder).is_dir():
         (pytest.fail if named else pytest.skip)(
             f"bench {bench} needs the real datasets in {data / folder}, which does not exist: "

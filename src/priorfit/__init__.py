@@ -4,7 +4,7 @@ A PFN is a transformer trained on synthetic datasets drawn from a prior; it then
 the posterior predictive distribution of new data in one forward pass.
 """
 
-from priorfit import curves, priors
+from priorfit import curves, fewshot, priors
 from priorfit.model import PFN, ModelConfig, RiemannDistribution, load
 from priorfit.predict import predict
 from priorfit.train import TrainConfig, load_config, train
@@ -19,6 +19,7 @@ __all__ = [
     "RiemannDistribution",
     "TrainConfig",
     "curves",
+    "fewshot",
     "load",
     "load_config",
     "predict",

@@ -22,6 +22,7 @@ BENCHES = {
     "bnn": "priorfit.bench.bnn",
     "bo": "priorfit.bench.bo",
     "curves": "priorfit.bench.curves",
+    "fewshot": "priorfit.bench.fewshot",
     "gp": "priorfit.bench.gp",
     "gp-hyper": "priorfit.bench.gp_hyper",
     "memory": "priorfit.bench.memory",

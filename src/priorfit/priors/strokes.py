@@ -59,7 +59,7 @@ class StrokePrior:
     max_shots: int = 5
     max_strokes: int = 4
     connect_prob: float = 0.5
-    thickness: tuple[float, float] = (0.02, 0.04)
+    thickness: tuple[float, float] = (0.015, 0.04)
     jitter: float = 0.025
     rotation: float = 0.15
     scale: float = 0.1

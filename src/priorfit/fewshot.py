@@ -1,0 +1,140 @@
+"""Few-shot image classification in one forward pass of a PFN trained on pen strokes
+(:class:`~priorfit.priors.StrokePrior`, the paper's §7).
+
+:class:`FewShotClassifier` takes a labelled support set and query images, brings every image to
+the form of the prior's — grey levels in [0, 1], ink bright on a dark background (the polarity
+is detected per image from its median), the ink's bounding box centred and scaled to the
+prior's typical character size, resized to the model's canvas — and returns the class
+probabilities of the queries, averaged over random relabellings of the classes (the network is
+invariant to them only approximately).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from priorfit.model import PFN, load
+
+DEFAULT_MODEL = "fewshot"  # the shipped stroke-prior PFN (configs/fewshot.toml)
+CHARACTER_SIZE = 0.62  # the ink's larger side over the canvas side: the prior's mid-range
+
+
+class FewShotClassifier:
+    """N-way K-shot classification of images with an ``"images"`` PFN (see the module).
+
+    Parameters:
+        model: a zoo name, a path or a loaded PFN of the ``"images"`` architecture.
+        n_permutations: relabellings of the classes averaged over (1: the labels in sorted
+            order only); all go through the network as one batch.
+        random_state: seeds the relabellings.
+    """
+
+    def __init__(self, model: str | PFN = DEFAULT_MODEL, n_permutations: int = 4,
+                 random_state: int = 0) -> None:
+        self.model = model if isinstance(model, PFN) else load(model)
+        if self.model.config.arch != "images":
+            raise ValueError("FewShotClassifier needs a PFN of the 'images' architecture, got "
+                             f"{self.model.config.arch!r}")
+        if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) \
+                or n_permutations < 1:
+            raise ValueError(f"n_permutations must be an int >= 1, got {n_permutations!r}")
+        self.n_permutations, self.random_state = n_permutations, random_state
+        self.side = round(self.model.config.num_features**0.5)
+
+    @property
+    def max_classes(self) -> int:
+        """The most classes an episode may have."""
+        return self.model.config.num_outputs
+
+    @torch.inference_mode()
+    def predict_proba(self, support_images, support_labels, query_images) -> np.ndarray:
+        """Probabilities ``[n_query, n_classes]`` of the queries, columns in the order of
+        ``np.unique(support_labels)``.
+
+        Args:
+            support_images: ``[n_support, H, W]`` images (bool, integer or float grey levels).
+            support_labels: ``[n_support]`` labels of any type.
+            query_images: ``[n_query, H, W]``, the same size as the support images.
+        """
+        support = prepare_images("support_images", support_images, self.side)
+        queries = prepare_images("query_images", query_images, self.side)
+        if np.shape(support_images)[1:] != np.shape(query_images)[1:]:
+            raise ValueError(
+                "support_images and query_images must have the same image size, got "
+                f"{np.shape(support_images)[1:]} and {np.shape(query_images)[1:]}"
+            )
+        labels = np.asarray(support_labels)
+        if labels.shape != (support.shape[1],):
+            raise ValueError(f"support_labels must hold one label per support image "
+                             f"({support.shape[1]}), got shape {labels.shape}")
+        classes, codes = np.unique(labels, return_inverse=True)
+        if len(classes) > self.max_classes:
+            raise ValueError(f"{len(classes)} classes, but this model takes at most "
+                             f"{self.max_classes}")
+        relabellings = self._relabellings(len(classes))  # [P, N]: class -> label seen
+        y = torch.from_numpy(relabellings[:, codes]).float()  # [P, n_support]
+        x_train = support.expand(len(relabellings), -1, -1)
+        x_test = queries.expand(len(relabellings), -1, -1)
+        model = self.model
+        device = next(model.parameters()).device
+        logits = model.predict_logits(model.condition(x_train.to(device), y.to(device)),
+                                      x_test.to(device))[..., : max(2, len(classes))]
+        probabilities = logits.double().softmax(-1).cpu()  # [P, n_query, labels]
+        index = torch.from_numpy(relabellings)[:, None, :].expand(-1, queries.shape[1], -1)
+        per_class = probabilities.gather(2, index)  # [P, n_query, N] in class order
+        return per_class.mean(0).numpy()
+
+    def predict(self, support_images, support_labels, query_images) -> np.ndarray:
+        """The most probable class of each query, ``[n_query]``, as the support labels' type."""
+        probabilities = self.predict_proba(support_images, support_labels, query_images)
+        return np.unique(np.asarray(support_labels))[probabilities.argmax(1)]
+
+    def _relabellings(self, classes: int) -> np.ndarray:
+        """``[P, classes]`` int64: the identity, then random permutations."""
+        rng = np.random.default_rng(self.random_state)
+        orders = [np.arange(classes)]
+        orders += [rng.permutation(classes) for _ in range(self.n_permutations - 1)]
+        return np.stack(orders).astype(np.int64)
+
+
+def prepare_images(name: str, images, side: int) -> torch.Tensor:
+    """Images ``[n, H, W]`` as the stroke prior draws them, flattened: ``[1, n, side²]``
+    float32 in [0, 1], ink bright, centred and scaled (see the module). ``name`` is the
+    argument's name in error messages."""
+    array = np.asarray(images)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
+                                     or array.dtype == bool):
+        raise TypeError(f"{name} must be numeric or boolean images, got dtype {array.dtype}")
+    if array.ndim != 3 or min(array.shape[1:], default=0) < 2:
+        raise ValueError(f"{name} must be images [n, height, width], got shape {array.shape}")
+    if not len(array):
+        raise ValueError(f"{name} is empty: give at least one image")
+    x = torch.from_numpy(array.astype(np.float32))
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} holds NaN or infinite pixel values")
+    low = x.amin((1, 2), keepdim=True)
+    x = (x - low) / (x.amax((1, 2), keepdim=True) - low).clamp(min=1e-12)
+    bright_background = x.flatten(1).median(1).values > 0.5
+    x = torch.where(bright_background[:, None, None], 1 - x, x)
+    return torch.stack([_centre(image, side) for image in x]).reshape(1, len(x), side * side)
+
+
+def _centre(image: torch.Tensor, side: int) -> torch.Tensor:
+    """One image ``[H, W]`` (ink bright) cropped to a square around its ink, the ink's larger
+    side :data:`CHARACTER_SIZE` of it, resized to ``[side, side]``."""
+    rows, columns = torch.nonzero(image > 0.5, as_tuple=True)
+    if len(rows):
+        top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+        extent = float(max(bottom - top, right - left)) / CHARACTER_SIZE
+        centre_y, centre_x = float(top + bottom) / 2, float(left + right) / 2
+        half = extent / 2
+        pad = int(np.ceil(half)) + 1
+        padded = F.pad(image, (pad, pad, pad, pad))
+        y0, x0 = round(centre_y - half) + pad, round(centre_x - half) + pad
+        size = max(1, round(extent))
+        image = padded[y0: y0 + size, x0: x0 + size]
+    mode = "area" if image.shape[0] >= side else "bilinear"
+    resized = F.interpolate(image[None, None], size=(side, side), mode=mode)
+    return resized[0, 0].clamp(0.0, 1.0)
