@@ -39,7 +39,7 @@ class StrokePrior:
 
     Attributes:
         image_size: the side of the square canvas in pixels.
-        min_classes, max_classes: N per batch, uniform in this range.
+        min_classes, max_classes: N per batch, log-uniform in this range (small N often).
         min_shots, max_shots: K per batch, uniform in this range.
         max_strokes: strokes per character, uniform in ``1..max_strokes`` per class.
         connect_prob: the chance that a stroke starts where the previous one ended.
@@ -127,7 +127,11 @@ class StrokePrior:
         def integer(low: int, high: int) -> int:
             return int(torch.randint(low, high + 1, (1,), generator=generator, device=draw))
 
-        classes = integer(self.min_classes, self.max_classes)
+        # log-uniform: P(N = k) ∝ log((k + 1) / k); a 2-way task in about one batch of six
+        # (of up to 20 ways), which is what gets a fresh network off the plateau of chance
+        low, high = math.log(self.min_classes), math.log(self.max_classes + 1)
+        u = float(torch.rand((), generator=generator, device=draw))
+        classes = min(self.max_classes, int(math.exp(low + (high - low) * u)))
         shots = integer(self.min_shots, self.max_shots)
         support = classes * shots
         order = torch.rand((batch_size, support), generator=generator, device=draw).argsort(1)
