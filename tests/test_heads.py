@@ -92,7 +92,7 @@ def test_riemann_head_loss_is_the_distribution_nll():
     ("kwargs", "match"),
     [
         ({"head": "ranking"}, r"head must be one of \['bounded', 'classes', 'riemann'\]"),
-        ({"arch": "graph"}, r"arch must be one of \['cells', 'rows'\]"),
+        ({"arch": "graph"}, r"arch must be one of \['cells', 'images', 'rows'\]"),
         ({"head": "classes", "y_transform": "standardize"}, "y_transform = 'none'"),
         ({"num_outputs": 1}, "at least 2"),
     ],
