@@ -41,7 +41,7 @@ class FewShotClassifier:
                 or n_permutations < 1:
             raise ValueError(f"n_permutations must be an int >= 1, got {n_permutations!r}")
         self.n_permutations, self.random_state = n_permutations, random_state
-        self.side = round(self.model.config.num_features**0.5)
+        self.side = self.model.x_encoder.side
 
     @property
     def max_classes(self) -> int:

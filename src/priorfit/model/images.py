@@ -20,23 +20,27 @@ from priorfit.model.rows import RowsPFN
 
 
 class ImageEncoder(nn.Module):
-    """Images ``[B, N, side²]`` -> tokens ``[B, N, d_model]``: three stride-2 3×3 convolutions
-    (16, 32, 32 channels, GELU), a linear map of the flattened feature map and a layer norm, so
-    that an image token is as large as a label embedding (``N(0, 1)`` entries): without it the
-    tokens of a fresh network were 95% label, and training stalled at chance."""
+    """Images ``[B, N, side²]`` (``num_features = side²``) -> tokens ``[B, N, d_model]``: three
+    stride-2 3×3 convolutions (16, 32, 32 channels, GELU), a linear map of the flattened feature
+    map and a layer norm, so that an image token is as large as a label embedding (``N(0, 1)``
+    entries): without it the tokens of a fresh network were 95% label, and training stalled at
+    chance."""
 
-    def __init__(self, side: int, d_model: int):
+    def __init__(self, num_features: int, d_model: int):
         super().__init__()
-        self.side = side
+        self.side = math.isqrt(num_features)
+        if self.side**2 != num_features or self.side < 8:
+            raise ValueError(
+                "the images architecture needs ModelConfig.num_features = side² (a square "
+                f"image of side >= 8), got {num_features}"
+            )
         self.convolutions = nn.Sequential(
             nn.Conv2d(1, 16, 3, stride=2, padding=1, bias=False), nn.GELU(),
             nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.GELU(),
             nn.Conv2d(32, 32, 3, stride=2, padding=1, bias=False), nn.GELU(),
         )
-        reduced = side
-        for _ in range(3):
-            reduced = (reduced + 1) // 2
-        self.linear = nn.Linear(32 * reduced * reduced, d_model)
+        reduced = math.ceil(self.side / 8)  # three stride-2 convolutions
+        self.linear = nn.Linear(32 * reduced**2, d_model)
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -62,12 +66,6 @@ class ImagesPFN(RowsPFN):
     square image and ``config.num_outputs`` the most classes (the ``"classes"`` head)."""
 
     def __init__(self, config):
-        side = math.isqrt(config.num_features)
-        if side * side != config.num_features or side < 8:
-            raise ValueError(
-                "the images architecture needs ModelConfig.num_features = side² (a square "
-                f"image of side >= 8), got {config.num_features}"
-            )
         if config.head != "classes":
             raise ValueError(
                 f"the images architecture needs the 'classes' head, got {config.head!r}"
@@ -76,5 +74,5 @@ class ImagesPFN(RowsPFN):
 
     def encoders(self, config) -> tuple[nn.Module, nn.Module]:
         """A convolutional image encoder and a label embedding."""
-        side = math.isqrt(config.num_features)
-        return ImageEncoder(side, config.d_model), LabelEncoder(config.num_outputs, config.d_model)
+        return (ImageEncoder(config.num_features, config.d_model),
+                LabelEncoder(config.num_outputs, config.d_model))
