@@ -94,18 +94,29 @@ def made_up_rows():
                          "regret": regret, "regret_se": 0.01, "log10_regret": math.log10(regret),
                          "log10_regret_se": 0.1, "feasibility": 1.0, "seeds_feasible": 2,
                          "seconds_per_iteration": s, "fallbacks": 0,
+                         "constraints": int(name == "gardner-1"),
+                         "best_curve": [4.0, 2.0, 1.0, regret],
                          "log10_curve": [1.0, 0.5, 0.0, math.log10(regret)]})
     return rows
 
 
 def test_summary_ranks_a_method_without_a_feasible_point_last():
-    summary = bo.summarise(made_up_rows())
+    summary = bo.summarise(made_up_rows(), n_initial=2)
     assert summary["mean_rank"] == {"pfn": 3.0, "botorch": 2.0, "optuna-tpe": 3.0,
                                     "optuna-gp": 2.5, "random": 4.5}
     assert summary["pfn_regret_at_most_botorch_on"] == ["branin"]
     assert summary["botorch_over_pfn_seconds_per_iteration"] == pytest.approx(
         {"branin": 10.0, "gardner-1": 4.0})
     assert summary["median_botorch_over_pfn_seconds_per_iteration"] == pytest.approx(7.0)
+
+
+def test_normalised_regret_divides_by_the_worst_regret_after_the_initial_design():
+    normalised = bo.summarise(made_up_rows(), n_initial=2)["mean_normalised_regret"]
+    # every curve is at 2.0 after two evaluations; no feasible point counts as 1
+    assert normalised["unconstrained"] == pytest.approx(
+        {"pfn": 0.05, "botorch": 0.1, "optuna-tpe": 0.15, "optuna-gp": 0.075, "random": 0.5})
+    assert normalised["constrained"] == pytest.approx(
+        {"pfn": 1.0, "botorch": 0.005, "optuna-tpe": 0.01, "optuna-gp": 0.025, "random": 0.15})
 
 
 def test_table_and_plot(tmp_path):

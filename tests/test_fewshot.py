@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import priorfit as pf
-from priorfit.fewshot import FewShotClassifier, prepare_images
+from priorfit.fewshot import FewShotClassifier
+from priorfit.images import prepare_images
 from priorfit.priors import StrokePrior
 
 

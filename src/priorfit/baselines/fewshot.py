@@ -1,7 +1,7 @@
 """Few-shot image classification baselines: nearest neighbour and logistic regression on pixels,
 and a prototypical network (Snell et al., 2017) trained on real characters.
 
-Every function takes flattened images ``[n, side²]`` as :func:`priorfit.fewshot.prepare_images`
+Every function takes flattened images ``[n, side²]`` as :func:`priorfit.images.prepare_images`
 makes them (grey levels in [0, 1], ink bright, centred) and returns predicted class codes.
 """
 

@@ -99,7 +99,7 @@ def run(quick: bool, data: Path, model_name: str = MODEL,
                                model, {"name": model_name, "sha256": digest})
                     for seed in range(seeds)]
             rows.append(aggregate(PROBLEMS[name], method, runs))
-    return Result(config, rows, summarise(rows), table(rows))
+    return Result(config, rows, summarise(rows, n_initial), table(rows))
 
 
 def cached_run(cache: Path | None, name: str, method: str, seed: int, n_trials: int,
@@ -349,11 +349,12 @@ def aggregate(problem: Problem, method: str, runs: list[dict]) -> dict:
     }
 
 
-def summarise(rows: list[dict]) -> dict:
+def summarise(rows: list[dict], n_initial: int) -> dict:
     """Mean rank of each method's final regret over problems (1 best; a method that found no
-    feasible point ranks last, ties share their mean rank), the problems where the PFN found a
-    feasible point with a mean regret at most BoTorch's, and BoTorch's seconds per step over the
-    PFN's (per problem, and their median)."""
+    feasible point ranks last, ties share their mean rank), its mean normalised regret (see
+    :func:`_normalised_regret`; ``n_initial``: the evaluations of the initial design), the
+    problems where the PFN found a feasible point with a mean regret at most BoTorch's, and
+    BoTorch's seconds per step over the PFN's (per problem, and their median)."""
     problems = list(dict.fromkeys(r["setting"] for r in rows))
     by = {(r["setting"], r["method"]): r for r in rows}
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -362,6 +363,7 @@ def summarise(rows: list[dict]) -> dict:
         regrets = [by[name, m]["regret"] for m in methods]
         for m, rank in zip(methods, rankdata(np.nan_to_num(regrets, nan=np.inf)), strict=True):
             ranks[m].append(float(rank))
+    normalised = _normalised_regret(problems, methods, by, n_initial)
     pfn_wins, ratios = [], {}
     for name in problems:
         pfn, gp = by[name, "pfn"], by[name, "botorch"]
@@ -372,11 +374,30 @@ def summarise(rows: list[dict]) -> dict:
     return {
         "mean_rank": {m: float(np.mean(r)) for m, r in ranks.items()},
         "problems": len(problems),
+        "mean_normalised_regret": normalised,
         "pfn_regret_at_most_botorch": len(pfn_wins),
         "pfn_regret_at_most_botorch_on": pfn_wins,
         "botorch_over_pfn_seconds_per_iteration": ratios,
         "median_botorch_over_pfn_seconds_per_iteration": float(np.median(list(ratios.values()))),
     }
+
+
+def _normalised_regret(problems: list[str], methods: list[str], by: dict,
+                       n_initial: int) -> dict:
+    """Each method's final regret over a per-problem scale, the largest mean regret any method
+    had at the end of the initial design (evaluation ``n_initial``: where every method is still
+    guessing), averaged over the ``unconstrained`` and the ``constrained`` problems. A method
+    with no feasible point on a problem scores 1 there (no better than a guess)."""
+    groups = {"unconstrained": {m: [] for m in methods}, "constrained": {m: [] for m in methods}}
+    for name in problems:
+        at_initial = [by[name, m]["best_curve"][n_initial - 1] for m in methods]
+        finals = [by[name, m]["regret"] for m in methods]
+        scale = np.nanmax(at_initial + finals)
+        group = groups["constrained" if by[name, methods[0]]["constraints"] else "unconstrained"]
+        for m, final in zip(methods, finals, strict=True):
+            group[m].append(min(final / scale, 1.0) if np.isfinite(final) else 1.0)
+    return {kind: {m: float(np.mean(v)) for m, v in scores.items()}
+            for kind, scores in groups.items() if any(scores.values())}
 
 
 def table(rows: list[dict]) -> str:

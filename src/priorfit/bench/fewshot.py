@@ -1,7 +1,7 @@
 """``priorfit bench fewshot``: N-way K-shot classification of Omniglot's evaluation alphabets
 (``omniglot/images_evaluation.npz``: 659 characters × 20 drawings, none seen in training).
 
-Methods, all on the same images (:func:`priorfit.fewshot.prepare_images`: centred, ink
+Methods, all on the same images (:func:`priorfit.images.prepare_images`: centred, ink
 bright, ``side × side`` with the PFN's side):
 
 - ``pfn``: :class:`~priorfit.fewshot.FewShotClassifier` with the stroke-prior PFN
@@ -33,7 +33,8 @@ import torch
 from priorfit import zoo
 from priorfit.baselines.fewshot import logistic_regression, nearest_neighbour, train_protonet
 from priorfit.bench import Result, mean_se
-from priorfit.fewshot import FewShotClassifier, prepare_images
+from priorfit.fewshot import FewShotClassifier
+from priorfit.images import prepare_images
 from priorfit.model import load
 
 MODEL, FINETUNED = "fewshot", "fewshot-omniglot"
