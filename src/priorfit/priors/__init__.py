@@ -9,6 +9,7 @@ from priorfit.priors.base import Batch, Mixture, Prior, prior_from_config, prior
 from priorfit.priors.bnn import BNN, BNNHyperPrior, MLPWeights
 from priorfit.priors.curves import CurvePrior
 from priorfit.priors.discrete import BetaBernoulli
+from priorfit.priors.episodes import ImageEpisodes
 from priorfit.priors.gp import GP
 from priorfit.priors.hyper import Gamma, GPHyperparameters, GPHyperPrior, LogNormal, LogUniform
 from priorfit.priors.inputs import ClusteredInputs, MixedInputs, Normal, Uniform
@@ -26,6 +27,7 @@ __all__ = [
     "GPHyperPrior",
     "GPHyperparameters",
     "Gamma",
+    "ImageEpisodes",
     "LogNormal",
     "LogUniform",
     "MLPWeights",

@@ -8,11 +8,8 @@ points jittered, the stroke thickness varied, the whole character distorted by a
 map (rotation, scale, shear, translation), then pixel noise. Images are ``image_size ×
 image_size``, ink bright (1) on a dark background (0), flattened to ``image_size ** 2`` features.
 
-A task of the batch is an *episode*: its first ``N * K`` images are the support set (K shots of
-each class, in random order) and the rest are queries drawn from the same N classes; labels are
-``0..N-1`` in an order unrelated to the templates. N and K are drawn per batch, so every task of
-a batch has the same support size, which :meth:`StrokePrior.sample_split` returns as the cut
-between training and test points.
+A task of the batch is an episode (:mod:`priorfit.priors.episodes`): K shots of each of N
+classes first, then queries of the same classes, labels in an order unrelated to the templates.
 
 Rendering is vectorised over all images of the batch, without a loop: a stroke is a trail of
 Gaussian blobs, and the image of every example is one batched matrix product (see
@@ -28,19 +25,19 @@ import torch
 from torch import Tensor
 
 from priorfit.priors.base import Batch
+from priorfit.priors.episodes import Episodes, random_affine
 from priorfit.priors.inputs import draw_device, target_device
 
 POINTS_PER_STROKE = 24  # each Bézier curve is drawn as this many pen positions
 
 
 @dataclass
-class StrokePrior:
-    """Few-shot episodes of hand-drawn random characters (see the module).
+class StrokePrior(Episodes):
+    """Few-shot episodes of hand-drawn random characters (see the module; the sizes
+    ``image_size``, ``min_classes``, ``max_classes``, ``min_shots`` and ``max_shots`` are
+    :class:`~priorfit.priors.episodes.Episodes`').
 
     Attributes:
-        image_size: the side of the square canvas in pixels.
-        min_classes, max_classes: N per batch, log-uniform in this range (small N often).
-        min_shots, max_shots: K per batch, uniform in this range.
         max_strokes: strokes per character, uniform in ``1..max_strokes`` per class.
         connect_prob: the chance that a stroke starts where the previous one ended.
         thickness: the range of a class's stroke half-width, in canvas units (canvas = 1).
@@ -52,11 +49,6 @@ class StrokePrior:
         noise: the standard deviation of Gaussian pixel noise (before clamping to [0, 1]).
     """
 
-    image_size: int = 28
-    min_classes: int = 2
-    max_classes: int = 20
-    min_shots: int = 1
-    max_shots: int = 5
     max_strokes: int = 4
     connect_prob: float = 0.5
     thickness: tuple[float, float] = (0.015, 0.04)
@@ -68,19 +60,11 @@ class StrokePrior:
     noise: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "min_classes", "max_classes", "min_shots", "max_shots",
-                     "max_strokes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"StrokePrior.{name} must be an int >= 1, got {value!r}")
-        if self.image_size < 8:
-            raise ValueError(f"StrokePrior.image_size must be >= 8, got {self.image_size}")
-        if not 2 <= self.min_classes <= self.max_classes:
-            raise ValueError("StrokePrior needs 2 <= min_classes <= max_classes, got "
-                             f"{self.min_classes}, {self.max_classes}")
-        if self.min_shots > self.max_shots:
-            raise ValueError("StrokePrior needs min_shots <= max_shots, got "
-                             f"{self.min_shots}, {self.max_shots}")
+        super().__post_init__()
+        if isinstance(self.max_strokes, bool) or not isinstance(self.max_strokes, int) \
+                or self.max_strokes < 1:
+            raise ValueError(f"StrokePrior.max_strokes must be an int >= 1, got "
+                             f"{self.max_strokes!r}")
         self.thickness = tuple(float(t) for t in self.thickness)
         if len(self.thickness) != 2 or not 0 < self.thickness[0] <= self.thickness[1]:
             raise ValueError(f"StrokePrior.thickness must be (low, high) with 0 < low <= high, "
@@ -93,53 +77,13 @@ class StrokePrior:
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"StrokePrior.{name} must be finite and >= 0, got {value}")
 
-    @property
-    def num_features(self) -> int:
-        """Pixels per image, ``image_size ** 2``."""
-        return self.image_size**2
-
-    @property
-    def num_classes(self) -> int:
-        """The most classes of an episode (what a classifier head must hold)."""
-        return self.max_classes
-
-    @property
-    def max_support(self) -> int:
-        """The largest support set, ``max_classes * max_shots``."""
-        return self.max_classes * self.max_shots
-
-    def sample(self, batch_size: int, seq_len: int, *, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None) -> Batch:
-        """``batch_size`` episodes of ``seq_len`` images: x ``[B, T, image_size²]`` and labels
-        y ``[B, T]`` (floats ``0..N-1``); the support set first (see :meth:`sample_split`)."""
-        return self.sample_split(batch_size, seq_len, generator=generator, device=device)[0]
-
     def sample_split(self, batch_size: int, seq_len: int, *,
                      generator: torch.Generator | None = None,
                      device: torch.device | str | None = None) -> tuple[Batch, int]:
         """As :meth:`sample`, and the support size ``N * K`` of this batch (the first ``N * K``
         images of each episode are its support set, the rest its queries)."""
-        if seq_len <= self.max_support:
-            raise ValueError(f"seq_len must exceed max_classes * max_shots = {self.max_support} "
-                             f"(room for queries), got {seq_len}")
         draw = draw_device(generator, device)
-
-        def integer(low: int, high: int) -> int:
-            return int(torch.randint(low, high + 1, (1,), generator=generator, device=draw))
-
-        # log-uniform: P(N = k) ∝ log((k + 1) / k); a 2-way task in about one batch of six
-        # (of up to 20 ways), which is what gets a fresh network off the plateau of chance
-        low, high = math.log(self.min_classes), math.log(self.max_classes + 1)
-        u = float(torch.rand((), generator=generator, device=draw))
-        classes = min(self.max_classes, int(math.exp(low + (high - low) * u)))
-        shots = integer(self.min_shots, self.max_shots)
-        support = classes * shots
-        order = torch.rand((batch_size, support), generator=generator, device=draw).argsort(1)
-        labels = torch.cat([  # [B, T]: the support in a random order per episode, then queries
-            torch.arange(classes, device=draw).repeat(shots)[order],
-            torch.randint(classes, (batch_size, seq_len - support), generator=generator,
-                          device=draw),
-        ], 1)
+        labels, _, classes, shots = self._layout(batch_size, seq_len, generator, draw)
         templates, template_used, thickness = self._templates(batch_size, classes, generator,
                                                               draw)
         index = labels[..., None, None, None].expand(-1, -1, *templates.shape[2:])
@@ -155,7 +99,7 @@ class StrokePrior:
                                                    device=draw)
         out = target_device(generator, device)
         x = images.clamp(0.0, 1.0).reshape(batch_size, seq_len, -1)
-        return Batch(x.to(out), labels.float().to(out)), support
+        return Batch(x.to(out), labels.float().to(out)), classes * shots
 
     def _templates(self, batch_size: int, classes: int, generator, draw
                    ) -> tuple[Tensor, Tensor, Tensor]:
@@ -199,19 +143,8 @@ class StrokePrior:
 
     def _distort(self, control: Tensor, generator, draw) -> Tensor:
         """A random affine map per example about the canvas centre: ``[B, T, S, 4, 2]``."""
-        shape = control.shape[:2]
-
-        def normal(std: float) -> Tensor:
-            return std * torch.randn(shape, generator=generator, device=draw)
-
-        angle, log_scale, shear = normal(self.rotation), normal(self.scale), normal(self.shear)
-        cos, sin, scale = angle.cos(), angle.sin(), log_scale.exp()
-        # rotation @ shear @ scale, as [B, T, 2, 2]
-        matrix = torch.stack([
-            torch.stack([cos, cos * shear - sin], -1),
-            torch.stack([sin, sin * shear + cos], -1),
-        ], -2) * scale[..., None, None]
-        shift = torch.stack([normal(self.translation), normal(self.translation)], -1)
+        matrix, shift = random_affine(control.shape[:2], self.rotation, self.scale, self.shear,
+                                      self.translation, generator, draw)
         centred = control - 0.5
         moved = torch.einsum("btij,btskj->btski", matrix, centred)
         return moved + 0.5 + shift[:, :, None, None]
