@@ -39,6 +39,16 @@ def test_probabilities_in_the_order_of_the_sorted_labels(classifier, episode):
     assert list(predicted) == list(np.array(["alpha", "beta", "gamma"])[probabilities.argmax(1)])
 
 
+def test_prepared_images_give_the_same_probabilities(classifier, episode):
+    support, labels, queries = episode
+    prepared = [prepare_images(name, images, classifier.side)[0]
+                for name, images in (("support", support), ("queries", queries))]
+    np.testing.assert_allclose(classifier.predict_proba_prepared(prepared[0], labels, prepared[1]),
+                               classifier.predict_proba(support, labels, queries))
+    with pytest.raises(ValueError, match="one label per support image"):
+        classifier.predict_proba_prepared(prepared[0], labels[:-1], prepared[1])
+
+
 def test_support_order_ink_polarity_and_grey_scale_do_not_matter(classifier, episode):
     support, labels, queries = episode
     reference = classifier.predict_proba(support, labels, queries)

@@ -46,7 +46,6 @@ class FewShotClassifier:
         """The most classes an episode may have."""
         return self.model.config.num_outputs
 
-    @torch.inference_mode()
     def predict_proba(self, support_images, support_labels, query_images) -> np.ndarray:
         """Probabilities ``[n_query, n_classes]`` of the queries, columns in the order of
         ``np.unique(support_labels)``.
@@ -56,31 +55,39 @@ class FewShotClassifier:
             support_labels: ``[n_support]`` labels of any type.
             query_images: ``[n_query, H, W]``, the same size as the support images.
         """
-        support = prepare_images("support_images", support_images, self.side)
-        queries = prepare_images("query_images", query_images, self.side)
+        support = prepare_images("support_images", support_images, self.side)[0]
+        queries = prepare_images("query_images", query_images, self.side)[0]
         if np.shape(support_images)[1:] != np.shape(query_images)[1:]:
             raise ValueError(
                 "support_images and query_images must have the same image size, got "
                 f"{np.shape(support_images)[1:]} and {np.shape(query_images)[1:]}"
             )
+        return self.predict_proba_prepared(support, support_labels, queries)
+
+    @torch.inference_mode()
+    def predict_proba_prepared(self, support: torch.Tensor, support_labels,
+                               queries: torch.Tensor) -> np.ndarray:
+        """As :meth:`predict_proba` for images already through
+        :func:`~priorfit.images.prepare_images` at this model's side: ``support [n_support,
+        side²]`` and ``queries [n_query, side²]`` float32."""
         labels = np.asarray(support_labels)
-        if labels.shape != (support.shape[1],):
+        if labels.shape != (len(support),):
             raise ValueError(f"support_labels must hold one label per support image "
-                             f"({support.shape[1]}), got shape {labels.shape}")
+                             f"({len(support)}), got shape {labels.shape}")
         classes, codes = np.unique(labels, return_inverse=True)
         if len(classes) > self.max_classes:
             raise ValueError(f"{len(classes)} classes, but this model takes at most "
                              f"{self.max_classes}")
         relabellings = self._relabellings(len(classes))  # [P, N]: class -> label seen
         y = torch.from_numpy(relabellings[:, codes]).float()  # [P, n_support]
-        x_train = support.expand(len(relabellings), -1, -1)
-        x_test = queries.expand(len(relabellings), -1, -1)
+        x_train = support[None].expand(len(relabellings), -1, -1)
+        x_test = queries[None].expand(len(relabellings), -1, -1)
         model = self.model
         device = next(model.parameters()).device
         logits = model.predict_logits(model.condition(x_train.to(device), y.to(device)),
                                       x_test.to(device))[..., : max(2, len(classes))]
         probabilities = logits.double().softmax(-1).cpu()  # [P, n_query, labels]
-        index = torch.from_numpy(relabellings)[:, None, :].expand(-1, queries.shape[1], -1)
+        index = torch.from_numpy(relabellings)[:, None, :].expand(-1, len(queries), -1)
         per_class = probabilities.gather(2, index)  # [P, n_query, N] in class order
         return per_class.mean(0).numpy()
 

@@ -126,12 +126,12 @@ def _official_runs(path: Path, side: int) -> list[tuple]:
 
 
 def _pfn_predictor(classifier: FewShotClassifier) -> Predictor:
-    """The classifier on prepared images (``[n, side²]``, reshaped back to images)."""
-    side = classifier.side
+    """The classifier on the prepared images (``[n, side²]``) every method gets."""
 
     def predict(support, labels, queries):
-        return classifier.predict(support.reshape(-1, side, side), labels,
-                                  queries.reshape(-1, side, side))
+        probabilities = classifier.predict_proba_prepared(torch.from_numpy(support), labels,
+                                                          torch.from_numpy(queries))
+        return np.unique(labels)[probabilities.argmax(1)]
 
     return predict
 
