@@ -46,7 +46,8 @@ class ImageEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         batch, count, _ = x.shape
         maps = self.convolutions(x.reshape(batch * count, 1, self.side, self.side))
-        return self.norm(self.linear(maps.flatten(1))).reshape(batch, count, self.linear.out_features)
+        tokens = self.norm(self.linear(maps.flatten(1)))
+        return tokens.reshape(batch, count, self.linear.out_features)
 
 
 class LabelEncoder(nn.Module):
