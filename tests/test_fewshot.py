@@ -111,7 +111,8 @@ def test_bench_fewshot_quick_runs_every_method_on_the_same_episodes(tmp_path):
     pf.model.build_model(config).save(tmp_path / "tiny.safetensors")
     result = fewshot.run(True, data, model_name=str(tmp_path / "tiny.safetensors"))
     settings = {"5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "official 20-way 1-shot"}
-    methods = {"pfn", "nearest-neighbour", "logistic-regression", "protonet"}
+    methods = {"pfn", "nearest-neighbour", "logistic-regression", "protonet"} | (
+        {"pfn-omniglot"} if fewshot.FINETUNED in pf.zoo.names() else set())
     assert {(r["method"], r["setting"]) for r in result.rows} == {
         (m, s) for m in methods for s in settings}
     for row in result.rows:
@@ -121,3 +122,19 @@ def test_bench_fewshot_quick_runs_every_method_on_the_same_episodes(tmp_path):
     assert pixels["5-way 1-shot"] > 0.4  # real characters: well above chance (0.2)
     assert [p.name for p in fewshot.plot(result, tmp_path)] == [
         "fewshot_episode_0.png", "fewshot_episode_1.png"]
+
+
+def test_protonet_trains_and_classifies_by_prototypes():
+    from priorfit.baselines.fewshot import train_protonet
+
+    rng = np.random.default_rng(0)
+    images = np.zeros((6, 8, 16, 16), dtype=np.float32)  # 6 characters: a bar each, 8 drawings
+    for c in range(6):
+        images[c, :, 2 + 2 * c: 4 + 2 * c, 3:13] = 1.0
+    images += 0.1 * rng.random(images.shape, dtype=np.float32)
+    network, record = train_protonet(images.reshape(6, 8, 256), 16, seconds=3.0, ways=4,
+                                     shots=2, queries=2)
+    assert record["episodes"] > 5 and record["seconds"] >= 3.0
+    support, queries = images[:, :2].reshape(12, 256), images[:, 5].reshape(6, 256)
+    labels = np.repeat(np.array(list("abcdef")), 2)
+    assert (network.predict(support, labels, queries) == np.array(list("abcdef"))).mean() >= 0.8
