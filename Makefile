@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel of torch first, so that no CUDA build is ever downloaded.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,bench,tables,bo]'
+	$(PY) -m pip install -q -e '.[dev,bench,tables,bo,app]'
 	touch $@
 
 demo: $(VENV)/.installed  ## condition the shipped GP PFN on the bundled data; plot in results/

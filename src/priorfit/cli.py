@@ -1,4 +1,5 @@
-"""Command line: ``priorfit demo | train | predict | bench | curves | models | export``."""
+"""Command line: ``priorfit demo | train | predict | bench | curves | models | export |
+serve``."""
 
 from __future__ import annotations
 
@@ -60,13 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("out", help="destination .safetensors file")
     export.add_argument("--half", action="store_true", help="store weights as float16")
 
+    serve = commands.add_parser("serve", help="a local web page that shows a PFN's posterior "
+                                "(the [app] extra)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
     try:
         return {"demo": _demo, "train": _train, "predict": _predict, "bench": _bench,
-                "curves": _curves, "models": _models, "export": _export}[args.command](args)
+                "curves": _curves, "models": _models, "export": _export,
+                "serve": _serve}[args.command](args)
     except (ValueError, TypeError) as error:
         print(f"priorfit {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -200,3 +207,14 @@ def _export(args) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _serve(args) -> int:
+    try:
+        from priorfit.app.server import serve
+    except ImportError as error:
+        print(f"priorfit serve needs the [app] extra (pip install 'priorfit[app]'): {error}",
+              file=sys.stderr)
+        return 2
+    serve(args.host, args.port)
+    return 0
