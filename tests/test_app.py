@@ -36,7 +36,7 @@ def test_models_lists_the_regression_models_and_the_views(client):
     assert {"gp-1d", "gp-hyper", "bnn-small"} <= names and "tabular" not in names
     gp = next(m for m in answer["regression"] if m["name"] == "gp-1d")
     assert gp["exact"] and gp["x_range"] == [0.0, 1.0] and gp["max_train"] == 50
-    assert answer["views"]["regression"] is True
+    assert "accuracy" in answer["metrics"] and answer["max_rows"] > 1000
 
 
 def test_the_page_and_its_assets_are_served_locally(client):
@@ -123,6 +123,9 @@ def test_oversized_bodies_wrong_methods_and_paths(client):
     assert client.get("/static/../server.py").status_code == 404
 
 
+ENDPOINTS = ["/api/regression", "/api/tables/inspect", "/api/tables/classify", "/api/curves"]
+
+
 def test_survives_a_thousand_random_bad_requests_and_still_answers_right(client):
     rng = np.random.default_rng(0)
     pieces = ['{"model":', '"gp-1d"', '"points":', "[[", "]]", "NaN", "1e400", ",", "}", "{",
@@ -143,10 +146,86 @@ def test_survives_a_thousand_random_bad_requests_and_still_answers_right(client)
         else:  # a deep nesting
             depth = int(rng.integers(1, 5000))
             body = ("[" * depth + "]" * depth).encode()
-        response = client.post("/api/regression", content=body)
-        assert 400 <= response.status_code < 500, (body[:80], response.text[:200])
+        path = "/api/regression" if kind == 2 else str(rng.choice(ENDPOINTS))
+        response = client.post(path, content=body)
+        assert 400 <= response.status_code < 500, (path, body[:80], response.text[:200])
     again = client.post("/api/regression", json={"model": "gp-1d", "points": POINTS}).json()
     assert again["mean"] == reference["mean"] and again["nll_gap"] == reference["nll_gap"]
+
+
+def small_table(rows: int = 120, seed: int = 0) -> str:
+    """CSV of a two-class table: two informative numeric columns, a categorical one."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 2))
+    colour = rng.choice(["red", "blue"], rows)
+    label = np.where(x[:, 0] + 0.5 * x[:, 1] > 0, "yes", "no")
+    lines = ["width,height,colour,label"]
+    lines += [f"{a:.4f},{b:.4f},{c},{y}" for (a, b), c, y in zip(x, colour, label, strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def test_tables_inspect_then_classify_with_test_rows(client):
+    train, test = small_table(), small_table(7, seed=1)
+    columns = client.post("/api/tables/inspect", json={"train_csv": train}).json()
+    assert columns["columns"] == ["width", "height", "colour", "label"]
+    assert columns["target"] == "label" and columns["rows"] == 120
+    answer = client.post("/api/tables/classify", json={"train_csv": train, "target": "label",
+                                                       "test_csv": test}).json()
+    assert answer["classes"] == ["no", "yes"] and answer["folds"] == 5
+    assert answer["cv"]["accuracy"] > 0.85 and answer["cv"]["roc_auc"] > 0.9  # a linear rule
+    rows = answer["test"]["rows"]
+    assert answer["test"]["columns"] == ["predicted", "P(no)", "P(yes)"] and len(rows) == 7
+    for predicted, p_no, p_yes in rows:
+        assert p_no + p_yes == pytest.approx(1) and predicted == ("yes" if p_yes > p_no else "no")
+    csv = answer["test"]["csv"].splitlines()
+    assert csv[0] == "width,height,colour,predicted,P(no),P(yes)" and len(csv) == 8
+
+
+@pytest.mark.parametrize("body, match", [
+    ({"train_csv": ""}, "train_csv is empty"),
+    ({"train_csv": "a,b\n1,2\n3,4,5,6\n"}, "not readable as CSV"),
+    ({"train_csv": "a,b\n1,x\n2,x\n", "target": "b"}, "one class only"),
+    ({"train_csv": "a,b\n1,x\n2,y\n3,y\n", "target": "b"}, "'x' has a single row"),
+    ({"train_csv": "a,b\n1,x\n", "target": "c"}, "target 'c' is not a column"),
+    ({"train_csv": small_table(), "target": "label", "test_csv": "width\n1\n"},
+     "test_csv lacks the training columns height, colour"),
+    ({"train_csv": "a\n" + "1\n" * 3001, "target": "a"}, "at most 3000 rows"),
+])
+def test_bad_tables_are_named(client, body, match):
+    path = "/api/tables/" + ("classify" if "target" in body else "inspect")
+    response = client.post(path, json=body)
+    assert response.status_code == 400 and match in response.json()["error"]
+
+
+def test_curves_extrapolate_as_the_curve_extrapolator_does(client):
+    from priorfit.curves import CurveExtrapolator
+
+    answer = client.post("/api/curves", json={"curve": "0.42, 0.55; 0.61\n0.66 0.68",
+                                              "threshold": 0.75}).json()
+    assert answer["observed"] == [0.42, 0.55, 0.61, 0.66, 0.68] and answer["horizon"] == 100
+    assert len(answer["mean"]) == 100 and np.shape(answer["quantiles"]) == (4, 100)
+    assert (np.diff(np.array(answer["quantiles"]), axis=0) >= 0).all()
+    direct = CurveExtrapolator().prob_above([[0.42, 0.55, 0.61, 0.66, 0.68]], 100, 0.75)[0]
+    assert answer["p_above"] == pytest.approx(float(direct), abs=1e-6)
+    longer = client.post("/api/curves", json={"curve": "3 2 1.5", "metric": "loss",
+                                              "horizon": 40}).json()
+    assert longer["horizon"] == 40 and "p_above" not in longer
+
+
+@pytest.mark.parametrize("body, match", [
+    ({"curve": "0.4 oops"}, "value 2 is not a number"),
+    ({"curve": "0.4 nan"}, "value 2 is not finite"),
+    ({"curve": ""}, "curve is empty"),
+    ({"curve": 0.4}, "curve must be text"),
+    ({"curve": "0.4", "metric": "f1"}, "metric must be one of"),
+    ({"curve": "0.4", "horizon": 1}, "horizon must be"),
+    ({"curve": "0.4", "threshold": "high"}, "threshold must be"),
+    ({"curve": " ".join(["0.5"] * 101)}, "more than the horizon"),
+    ({"curve": "0.4 1.7"}, "curve 0"),  # an accuracy above 1
+])
+def test_bad_curves_are_named(client, body, match):
+    response = client.post("/api/curves", json=body)
+    assert response.status_code == 400 and match in response.json()["error"]
 
 
 # -- in a real browser ---------------------------------------------------------------------------
@@ -175,10 +254,11 @@ def live_server():
     thread.join(timeout=10)
 
 
-def test_the_page_in_headless_chromium(live_server):
+def test_the_page_in_headless_chromium(live_server, tmp_path):
     """Click points onto the plot, watch the numbers follow, remove one, then time updates at
-    100 points; the timings go to results/app_browser.json (reported, not asserted) and a
-    screenshot to results/app.png."""
+    100 points; extrapolate a curve; upload a table and test rows, download the probabilities.
+    The timings go to results/app_browser.json (reported, not asserted), screenshots of the
+    three views to results/app*.png."""
     playwright_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
     browser_path = _chromium()
     if browser_path is None:
@@ -216,6 +296,30 @@ def test_the_page_in_headless_chromium(live_server):
         updates = page.evaluate("window.priorfit.updates")
         RESULTS.mkdir(exist_ok=True)
         page.screenshot(path=str(RESULTS / "app.png"), full_page=True)
+
+        page.click("button.tab[data-view=curves]")
+        page.click("#extrapolate")
+        page.wait_for_function("document.getElementById('p-above').textContent !== '–'")
+        assert 0 <= float(page.text_content("#p-above")) <= 1
+        assert page.get_attribute("#curve-plot", "data-epochs") == "100"
+        page.screenshot(path=str(RESULTS / "app_curves.png"), full_page=True)
+
+        page.click("button.tab[data-view=tables]")
+        (tmp_path / "train.csv").write_text(small_table())
+        (tmp_path / "test.csv").write_text(small_table(7, seed=1))
+        page.set_input_files("#train-file", str(tmp_path / "train.csv"))
+        page.wait_for_function("!document.getElementById('classify').disabled")
+        assert page.input_value("#target") == "label"
+        page.set_input_files("#test-file", str(tmp_path / "test.csv"))
+        page.wait_for_function("tablesState.test !== null")
+        page.click("#classify")
+        page.wait_for_function("!document.getElementById('tables-result').hidden", timeout=60_000)
+        assert float(page.text_content("#accuracy")) > 0.8
+        assert page.locator("#probabilities tr").count() == 8  # a header and 7 test rows
+        with page.expect_download() as download:
+            page.click("#download")
+        assert len(Path(download.value.path()).read_text().splitlines()) == 8
+        page.screenshot(path=str(RESULTS / "app_tables.png"), full_page=True)
         browser.close()
     at_100 = [u["ms"] for u in updates if u["points"] >= 100]
     report = {"first_plot_ms": first_plot_ms, "updates_at_100_points_ms": at_100,

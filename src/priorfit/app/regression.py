@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from priorfit import zoo
+from priorfit.app import RequestError
 from priorfit.model import PFN, load
 from priorfit.model.riemann import RiemannDistribution
 from priorfit.priors import GP, prior_from_config
@@ -26,10 +27,6 @@ QUANTILES = (0.025, 0.25, 0.75, 0.975)  # the 95% and 50% bands
 DENSITY_POINTS = 120  # y positions of the density strip
 Y_RANGE = (-3.0, 3.0)  # the canvas's y axis: every regression prior here has targets of scale 1
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(40)  # E over N(0, 1) of a function
-
-
-class RequestError(ValueError):
-    """A request the view cannot answer; the message says why (shown to the user)."""
 
 
 @dataclass(frozen=True)

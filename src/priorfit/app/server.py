@@ -8,8 +8,15 @@ Routes:
 - ``GET /api/models``: the regression models (:func:`priorfit.app.regression.views`), and which
   views exist.
 - ``POST /api/regression`` with JSON ``{"model": name, "points": [[x, y], ...],
-  "density_x": x or null}``: the posterior (:func:`priorfit.app.regression.posterior`) and the
-  server's seconds.
+  "density_x": x or null}``: the posterior (:func:`priorfit.app.regression.posterior`);
+- ``POST /api/tables/inspect`` ``{"train_csv": text}``: the columns
+  (:func:`priorfit.app.tables.inspect`); ``POST /api/tables/classify`` ``{"train_csv": text,
+  "target": column, "test_csv": text or null}``: cross-validated scores and test
+  probabilities (:func:`priorfit.app.tables.classify`);
+- ``POST /api/curves`` ``{"curve": text, "metric": name, "threshold": v or null, "horizon": n
+  or null}``: the extrapolation (:func:`priorfit.app.curves.extrapolate`).
+
+Every answer carries the server's ``seconds``.
 
 A bad request gets a 4xx with JSON ``{"error": message}``: malformed JSON or fields 400, an
 unknown model 404, a body over :data:`MAX_BODY_BYTES` 413, a wrong method 405, an unknown path
@@ -31,10 +38,10 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from priorfit.app import regression
+from priorfit.app import RequestError, curves, regression, tables
 
 STATIC = Path(__file__).parent / "static"
-MAX_BODY_BYTES = 1 << 20  # 1 MiB: 500 points are ~20 kB
+MAX_BODY_BYTES = 4 << 20  # 4 MiB: uploaded tables; 500 points are ~20 kB
 
 
 class BadRequest(Exception):
@@ -71,20 +78,31 @@ async def index(request: Request) -> FileResponse:
 
 
 async def models(request: Request) -> JSONResponse:
-    return JSONResponse({
-        "regression": [view.summary() for view in regression.views().values()],
-        "views": {"regression": True,
-                  "tables": "not on this page yet: use priorfit.PFNClassifier",
-                  "curves": "not on this page yet: use priorfit.curves.CurveExtrapolator"},
-    })
+    return JSONResponse({"regression": [view.summary() for view in regression.views().values()],
+                         "metrics": list(curves.METRICS), "max_rows": tables.MAX_ROWS})
+
+
+def _fields(payload: dict, allowed: set[str]) -> None:
+    unknown = set(payload) - allowed
+    if unknown:
+        raise BadRequest(400, f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+
+
+async def _answer(function, *args) -> JSONResponse:
+    """``function(*args)`` in a worker thread (the event loop stays free), timed; a
+    :class:`RequestError` becomes a 400."""
+    start = time.perf_counter()
+    try:
+        answer = await run_in_threadpool(function, *args)
+    except RequestError as error:
+        raise BadRequest(400, str(error)) from None
+    answer["seconds"] = time.perf_counter() - start
+    return JSONResponse(answer)
 
 
 async def regression_posterior(request: Request) -> JSONResponse:
-    start = time.perf_counter()
     payload = await _json_body(request)
-    unknown = set(payload) - {"model", "points", "density_x"}
-    if unknown:
-        raise BadRequest(400, f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    _fields(payload, {"model", "points", "density_x"})
     name = payload.get("model")
     views = regression.views()
     if not isinstance(name, str) or name not in views:
@@ -96,11 +114,30 @@ async def regression_posterior(request: Request) -> JSONResponse:
         raise BadRequest(400, f"density_x must be a finite number or null, got {density_x!r}")
     try:
         points = regression.parse_points(payload.get("points"))
-    except regression.RequestError as error:
+    except RequestError as error:
         raise BadRequest(400, str(error)) from None
-    answer = await run_in_threadpool(regression.posterior, views[name], points, density_x)
-    answer["seconds"] = time.perf_counter() - start
-    return JSONResponse(answer)
+    return await _answer(regression.posterior, views[name], points, density_x)
+
+
+async def tables_inspect(request: Request) -> JSONResponse:
+    payload = await _json_body(request)
+    _fields(payload, {"train_csv"})
+    return await _answer(tables.inspect, payload.get("train_csv"))
+
+
+async def tables_classify(request: Request) -> JSONResponse:
+    payload = await _json_body(request)
+    _fields(payload, {"train_csv", "target", "test_csv"})
+    return await _answer(tables.classify, payload.get("train_csv"), payload.get("target"),
+                         payload.get("test_csv"))
+
+
+async def curves_extrapolate(request: Request) -> JSONResponse:
+    payload = await _json_body(request)
+    _fields(payload, {"curve", "metric", "threshold", "horizon"})
+    return await _answer(curves.extrapolate, payload.get("curve"),
+                         payload.get("metric", "accuracy"), payload.get("threshold"),
+                         payload.get("horizon"))
 
 
 async def _bad_request(request: Request, error: BadRequest) -> JSONResponse:
@@ -122,6 +159,9 @@ def create_app() -> Starlette:
             Route("/", index),
             Route("/api/models", models),
             Route("/api/regression", regression_posterior, methods=["POST"]),
+            Route("/api/tables/inspect", tables_inspect, methods=["POST"]),
+            Route("/api/tables/classify", tables_classify, methods=["POST"]),
+            Route("/api/curves", curves_extrapolate, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={BadRequest: _bad_request, HTTPException: _http_error,

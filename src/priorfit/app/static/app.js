@@ -172,6 +172,131 @@ for (const tab of document.querySelectorAll(".tab")) {
   });
 }
 
+// -- tables ----------------------------------------------------------------------------------
+
+const tablesState = { train: null, test: null };
+
+async function post(path, body) {
+  const response = await fetch(path, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error || response.statusText);
+  return answer;
+}
+
+function shown(id, message) {
+  const element = document.getElementById(id);
+  element.textContent = message || ""; element.hidden = !message;
+}
+
+document.getElementById("train-file").addEventListener("change", async event => {
+  shown("tables-error"); document.getElementById("tables-result").hidden = true;
+  tablesState.train = await event.target.files[0].text();
+  try {
+    const answer = await post("/api/tables/inspect", { train_csv: tablesState.train });
+    const select = document.getElementById("target");
+    select.replaceChildren(...answer.columns.map(c => {
+      const option = document.createElement("option"); option.value = c; option.textContent = c;
+      return option;
+    }));
+    select.value = answer.target;
+    document.getElementById("classify").disabled = false;
+    document.getElementById("tables-status").textContent = `${answer.rows} rows`;
+  } catch (e) { shown("tables-error", String(e.message || e)); }
+});
+
+document.getElementById("test-file").addEventListener("change", async event => {
+  tablesState.test = event.target.files.length ? await event.target.files[0].text() : null;
+});
+
+document.getElementById("classify").addEventListener("click", async () => {
+  const status = document.getElementById("tables-status");
+  shown("tables-error"); status.textContent = "computing…";
+  try {
+    const a = await post("/api/tables/classify", {
+      train_csv: tablesState.train, target: document.getElementById("target").value,
+      test_csv: tablesState.test,
+    });
+    document.getElementById("folds").textContent = a.folds;
+    document.getElementById("rows").textContent = a.rows;
+    document.getElementById("accuracy").textContent = a.cv.accuracy.toFixed(3);
+    document.getElementById("auc").textContent = a.cv.roc_auc.toFixed(3);
+    document.getElementById("logloss").textContent = a.cv.log_loss.toFixed(3);
+    document.getElementById("tables-warnings").textContent = a.warnings.join(" ");
+    const table = document.getElementById("probabilities");
+    table.replaceChildren();
+    document.getElementById("download-line").hidden = !a.test;
+    if (a.test) {
+      const link = document.getElementById("download");
+      link.href = URL.createObjectURL(new Blob([a.test.csv], { type: "text/csv" }));
+      const head = table.insertRow();
+      for (const c of ["row", ...a.test.columns]) head.insertCell().outerHTML = `<th>${c}</th>`;
+      a.test.rows.slice(0, 50).forEach((r, i) => {
+        const row = table.insertRow(); row.insertCell().textContent = String(i + 1);
+        for (const v of r) row.insertCell().textContent = typeof v === "number" ? v.toFixed(3) : v;
+      });
+    }
+    document.getElementById("tables-result").hidden = false;
+    status.textContent = `${a.seconds.toFixed(1)} s`;
+  } catch (e) { status.textContent = ""; shown("tables-error", String(e.message || e)); }
+});
+
+// -- curves ----------------------------------------------------------------------------------
+
+document.getElementById("curve-file").addEventListener("change", async event => {
+  document.getElementById("curve-text").value = await event.target.files[0].text();
+});
+
+async function extrapolate() {
+  shown("curves-error");
+  const horizon = document.getElementById("horizon").value;
+  const threshold = document.getElementById("threshold").value;
+  try {
+    const a = await post("/api/curves", {
+      curve: document.getElementById("curve-text").value,
+      metric: document.getElementById("metric").value,
+      horizon: horizon ? Number(horizon) : null, threshold: threshold === "" ? null : Number(threshold),
+    });
+    document.getElementById("p-above").textContent =
+      a.p_above === undefined ? "–" : a.p_above.toFixed(3);
+    drawCurve(a);
+  } catch (e) { shown("curves-error", String(e.message || e)); }
+}
+
+function drawCurve(a) {
+  const canvas = document.getElementById("curve-plot"), ctx = canvas.getContext("2d");
+  const seen = a.observed.length, later = a.epochs.slice(seen - 1);
+  const values = [...a.observed, ...a.quantiles[0].slice(seen), ...a.quantiles[3].slice(seen)];
+  if (a.threshold !== undefined) values.push(a.threshold);
+  let y0 = Math.min(...values), y1 = Math.max(...values);
+  const pad = 0.05 * (y1 - y0 || 1); y0 -= pad; y1 += pad;
+  const w = canvas.width - margin.left - margin.right, h = canvas.height - margin.top - margin.bottom;
+  const s = { px: e => margin.left + (e - 1) / (a.horizon - 1) * w,
+              py: v => margin.top + (1 - (v - y0) / (y1 - y0)) * h };
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  // the bands start at the last observed epoch
+  const from = q => [a.observed[seen - 1], ...q.slice(seen)];
+  band(ctx, s, later, from(a.quantiles[0]), from(a.quantiles[3]), "rgba(31, 119, 180, 0.16)");
+  band(ctx, s, later, from(a.quantiles[1]), from(a.quantiles[2]), "rgba(31, 119, 180, 0.32)");
+  line(ctx, s, later, from(a.mean), "#1f77b4");
+  line(ctx, s, a.epochs.slice(0, seen), a.observed, "#111");
+  if (a.threshold !== undefined) {
+    line(ctx, s, [1, a.horizon], [a.threshold, a.threshold], "#d62728", [5, 4], 1.2);
+  }
+  ctx.fillStyle = "#555"; ctx.font = "11px sans-serif";
+  for (let i = 0; i <= 10; i++) {
+    const e = 1 + (a.horizon - 1) * i / 10;
+    ctx.fillText(String(Math.round(e)), s.px(e) - 6, canvas.height - margin.bottom + 14);
+  }
+  for (let i = 0; i <= 4; i++) {
+    const v = y0 + (y1 - y0) * i / 4; ctx.fillText(v.toPrecision(3), 4, s.py(v) + 4);
+  }
+  canvas.dataset.epochs = String(a.horizon);
+}
+
+document.getElementById("extrapolate").addEventListener("click", extrapolate);
+
 async function start() {
   const response = await fetch("/api/models");
   const models = await response.json();
@@ -184,8 +309,11 @@ async function start() {
   }
   state.model = state.views["gp-1d"] ? "gp-1d" : models.regression[0].name;
   select.value = state.model;
-  document.getElementById("tables-note").textContent = "Tables: " + models.views.tables;
-  document.getElementById("curves-note").textContent = "Curves: " + models.views.curves;
+  const metric = document.getElementById("metric");
+  for (const name of models.metrics) {
+    const option = document.createElement("option");
+    option.value = name; option.textContent = name; metric.appendChild(option);
+  }
   await update();
 }
 
