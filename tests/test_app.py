@@ -330,3 +330,29 @@ def test_the_page_in_headless_chromium(live_server, tmp_path):
     (RESULTS / "app_browser.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
     assert len(at_100) >= 10 and (RESULTS / "app.png").stat().st_size > 10_000
+
+
+def test_priorfit_serve_prints_its_address_and_answers():
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "priorfit", "serve", "--port", str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}/" in server.stdout.readline()
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models") as response:
+                    assert "gp-1d" in {m["name"] for m in json.load(response)["regression"]}
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("priorfit serve did not answer")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

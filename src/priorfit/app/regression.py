@@ -26,7 +26,7 @@ GRID = 200  # x positions drawn
 QUANTILES = (0.025, 0.25, 0.75, 0.975)  # the 95% and 50% bands
 DENSITY_POINTS = 120  # y positions of the density strip
 Y_RANGE = (-3.0, 3.0)  # the canvas's y axis: every regression prior here has targets of scale 1
-_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(40)  # E over N(0, 1) of a function
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(20)  # E over N(0, 1) of a function
 
 
 @dataclass(frozen=True)
