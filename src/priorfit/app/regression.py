@@ -64,7 +64,6 @@ class RegressionView:
 
 @cache
 def _model(name: str) -> PFN:
-    torch.set_num_threads(1)
     return load(name).eval()
 
 
