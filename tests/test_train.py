@@ -210,6 +210,35 @@ def test_bad_config_files(tmp_path, edit, match):
         load_config(write(tmp_path, GOOD.replace(*edit)))
 
 
+def test_a_config_sets_its_keys_over_its_base(tmp_path):
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "first.toml").write_text(GOOD)
+    second = tmp_path / "second.toml"
+    second.write_text('base = "stages/first.toml"\n[train]\nlr = 0.5\ninit_from = "a.safetensors"\n'
+                      "[model]\nnum_layers = 2\n")
+    prior, model, train = load_config(second)
+    assert prior == pf.priors.GP(num_features=2, lengthscale=[0.2, 0.4])  # inherited whole
+    assert (model.d_model, model.num_layers) == (32, 2)  # one key changed, the rest inherited
+    assert (train.steps, train.lr, train.init_from) == (10, 0.5, "a.safetensors")
+    third = tmp_path / "third.toml"  # a base of a base, and a prior of another class
+    third.write_text('base = "second.toml"\n[prior]\nclass = "BNN"\nnum_features = 2\n')
+    prior, model, train = load_config(third)
+    assert prior == pf.priors.BNN(num_features=2) and train.lr == 0.5
+
+
+@pytest.mark.parametrize(
+    ("base", "match"),
+    [
+        ('"missing.toml"', r"missing.toml \(the base of .*c.toml\) does not exist"),
+        ('"c.toml"', r"the base chain of config files loops: .*c.toml -> .*c.toml"),
+        ("3", "base in .* must be the path of a config file, got 3"),
+    ],
+)
+def test_bad_bases_are_named(tmp_path, base, match):
+    with pytest.raises(ValueError, match=match):
+        load_config(write(tmp_path, f"base = {base}\n" + GOOD))
+
+
 def test_shipped_configs_load():
     for path in sorted((ROOT / "configs").glob("*.toml")):
         prior, model, _ = load_config(path)

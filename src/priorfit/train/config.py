@@ -3,6 +3,11 @@
 A config file has three tables, ``[prior]`` (``class`` plus the prior's parameters), ``[model]``
 (:class:`~priorfit.model.registry.ModelConfig`) and ``[train]`` (:class:`TrainConfig`).
 Unknown keys and wrong types are rejected with the table and key named.
+
+A file may start from another: a top-level ``base = "other.toml"`` (a path relative to the file)
+reads that file first, and each table of this one then sets its keys over the base's, one by
+one; a ``[prior]`` of another ``class`` replaces the base's prior whole. A later training stage
+names only what it changes (``init_from``, sizes, learning rate, ``out_dir``).
 """
 
 from __future__ import annotations
@@ -179,17 +184,7 @@ def train_config_from_card(train: dict, where: str = "model card train") -> Trai
 def load_config(path: str | Path) -> tuple[Any, ModelConfig, TrainConfig]:
     """Read a TOML training config: ``(prior, ModelConfig, TrainConfig)``."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"config file {path} is not valid TOML: {error}") from None
-    unknown = set(data) - {"prior", "model", "train"}
-    if unknown:
-        raise ValueError(
-            f"unknown table(s) {sorted(unknown)} in {path}; allowed: [prior], [model], [train]"
-        )
+    data = read_config_tables(path)
     if "prior" not in data:
         raise ValueError(f"{path} has no [prior] table")
     try:
@@ -199,3 +194,34 @@ def load_config(path: str | Path) -> tuple[Any, ModelConfig, TrainConfig]:
     model = dataclass_from_dict(ModelConfig, data.get("model", {}), "model")
     train = dataclass_from_dict(TrainConfig, data.get("train", {}), "train")
     return prior, model, train
+
+
+def read_config_tables(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, dict]:
+    """The ``[prior]``, ``[model]`` and ``[train]`` tables of the config file ``path``, each
+    merged over those of its ``base`` chain (see the module docstring)."""
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ValueError(f"the base chain of config files loops: {chain}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        where = f" (the base of {seen[-1]})" if seen else ""
+        raise ValueError(f"config file {path}{where} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config file {path} is not valid TOML: {error}") from None
+    unknown = set(data) - {"base", "prior", "model", "train"}
+    if unknown:
+        raise ValueError(f"unknown table(s) {sorted(unknown)} in {path}; allowed: base, "
+                         "[prior], [model], [train]")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ValueError(f"base in {path} must be the path of a config file, got {base!r}")
+    merged = read_config_tables(path.parent / base, (*seen, path.resolve()))
+    for table, values in data.items():
+        inherited = merged.get(table, {})
+        if table == "prior" and "class" in values and values["class"] != inherited.get("class"):
+            inherited = {}  # another prior: none of the base's knobs applies
+        merged[table] = {**inherited, **values}
+    return merged
