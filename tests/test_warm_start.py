@@ -59,6 +59,36 @@ def test_a_training_run_starts_from_the_source(tmp_path):
     assert pf.load(tmp_path / "warm" / "model.safetensors").card["train"]["init_from"] == str(path)
 
 
+def test_a_continuation_on_the_same_prior_keeps_the_borders(tmp_path):
+    """Borders fitted again from another seed would move; the same prior keeps the source's,
+    another prior gets its own."""
+    path = source_model(tmp_path)
+    source = pf.load(path)
+    runs = {}
+    for name, prior in (("same", PRIOR), ("other", dataclasses.replace(PRIOR, noise=0.5))):
+        config = pf.TrainConfig(steps=1, batch_size=4, seq_len=12, max_train=8, warmup_steps=1,
+                                lr=1e-12, border_datasets=64, val_every=1, val_batches=1,
+                                checkpoint_every=1, precision="float32", init_from=str(path),
+                                seed=7, out_dir=str(tmp_path / name))
+        runs[name] = pf.train(prior, config, SOURCE_CONFIG, progress=False)
+    torch.testing.assert_close(runs["same"].head.borders, source.head.borders, rtol=0, atol=0)
+    assert not torch.equal(runs["other"].head.borders, source.head.borders)
+    x, y = torch.rand(1, 6, 2), torch.randn(1, 6)
+    torch.testing.assert_close(runs["same"].predict(x, y, x).mean, source.predict(x, y, x).mean,
+                               atol=1e-5, rtol=0)
+
+
+def test_only_a_source_of_the_same_prior_hands_over_its_buffers(tmp_path):
+    source = pf.load(source_model(tmp_path))
+    model = build_model(SOURCE_CONFIG)
+    prior_config = pf.priors.prior_to_config(PRIOR)
+    assert warm_start(model, source, prior_config)["buffers"] == ["head.borders"]
+    for foreign in ({**source.card, "prior": {"class": "NoSuchPrior"}},
+                    {k: v for k, v in source.card.items() if k != "prior"}):
+        source.card = foreign
+        assert warm_start(build_model(SOURCE_CONFIG), source, prior_config)["buffers"] == []
+
+
 def test_incompatible_sources_are_refused(tmp_path):
     source = pf.load(source_model(tmp_path))
     cells = build_model(dataclasses.replace(SOURCE_CONFIG, arch="cells"))

@@ -83,7 +83,7 @@ def train(
     if resume and not resuming:
         print(f"no checkpoint in {out_dir}; starting from scratch")
     if train_config.init_from and not resuming:
-        warm_start(model, train_config.init_from)
+        warm_start(model, train_config.init_from, prior_config)
     model.to(device)
     optimizers = build_optimizers(model, train_config)
     averaged = None
