@@ -41,7 +41,7 @@ def fake_runs(offsets: dict, per_size: int = 4, steps: dict | None = None) -> di
 
 def test_gp_paper_configs_are_those_of_the_config_file():
     """The card of the shipped gp-paper model holds the recipe of configs/gp-paper.toml."""
-    prior, model_config, train_config = train_speed.gp_paper_configs()
+    prior, model_config, train_config = train_speed.first_stage_configs("gp-paper")
     expected_prior, expected_model, expected_train = load_config(ROOT / "configs" / "gp-paper.toml")
     assert prior == expected_prior
     assert model_config == expected_model
@@ -65,7 +65,7 @@ def test_bench_does_not_need_the_source_tree(monkeypatch):
 
     monkeypatch.setattr(builtins, "open", guarded_open)
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: guarded_open(self).read())
-    prior, model_config, train_config = train_speed.gp_paper_configs()
+    prior, model_config, train_config = train_speed.first_stage_configs("gp-paper")
     assert prior.num_features == model_config.num_features == 5
     assert train_config.batch_size == 32
 

@@ -220,7 +220,7 @@ def test_bench_recipe_keeps_finished_runs_and_skips_them_on_a_rerun(tmp_path, mo
         return {"gap": 0.1 * len(calls), "curve": [[1.0, 0.5]]}
 
     monkeypatch.setattr(recipe, "_train_and_score", fake_train_and_score)
-    prior, model_config, shipped = recipe._shipped("gp-1d")
+    prior, model_config, shipped = recipe.first_stage_configs("gp-1d")
     base = recipe._baseline("gp-1d", shipped)
     held_out = recipe._held_out(prior, (1, 2), 3)
     args = (prior, model_config, base)

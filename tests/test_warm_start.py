@@ -7,7 +7,7 @@ import torch
 
 import priorfit as pf
 from priorfit.model import build_model
-from priorfit.train.warm_start import warm_start
+from priorfit.train.warm_start import first_stage_card, first_stage_configs, warm_start
 
 SOURCE_CONFIG = pf.ModelConfig(num_features=2, num_outputs=32, d_model=16, num_heads=2,
                                num_layers=2, d_ff=32)
@@ -97,3 +97,27 @@ def test_incompatible_sources_are_refused(tmp_path):
     classes = build_model(dataclasses.replace(SOURCE_CONFIG, head="classes", num_outputs=3))
     with pytest.raises(ValueError, match="head cannot start"):
         warm_start(classes, source)
+
+
+def test_a_staged_model_carries_its_chain_and_names_its_first_stage(tmp_path):
+    """Stage 2 on the same prior records stage 1's card; a model warm-started from another
+    prior's begins its own chain."""
+    path = source_model(tmp_path)
+    common = dict(steps=1, batch_size=4, seq_len=12, max_train=8, warmup_steps=1, lr=1e-4,
+                  border_datasets=64, val_every=1, val_batches=1, checkpoint_every=1,
+                  precision="float32", init_from=str(path))
+    pf.train(PRIOR, pf.TrainConfig(**common, out_dir=str(tmp_path / "stage2")), SOURCE_CONFIG,
+             progress=False)
+    other = dataclasses.replace(PRIOR, noise=0.5)
+    pf.train(other, pf.TrainConfig(**common, out_dir=str(tmp_path / "other")), SOURCE_CONFIG,
+             progress=False)
+    stage1 = pf.load(path).card
+    stage2 = pf.load(tmp_path / "stage2" / "model.safetensors").card
+    assert stage2["warm_start"] == {"from": str(path), "card": stage1}
+    assert first_stage_card(stage2) == stage1 and first_stage_card(stage1) == stage1
+    elsewhere = pf.load(tmp_path / "other" / "model.safetensors").card
+    assert first_stage_card(elsewhere) == elsewhere
+    prior, model_config, train_config = first_stage_configs(str(tmp_path / "stage2" /
+                                                                "model.safetensors"))
+    assert prior == PRIOR and model_config == SOURCE_CONFIG
+    assert train_config.init_from == "" and train_config.lr == stage1["train"]["lr"]

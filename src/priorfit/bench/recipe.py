@@ -14,7 +14,8 @@ budget:
   ``uniform-cut`` (training-set sizes uniform instead of the paper's weighting) and
   ``per-dataset-cut`` (a training-set size per dataset instead of per batch);
 - ``best``: every change that lowered the validation gap at the largest budget, together;
-- ``shipped``: the recipe in the shipped model's card (its ``configs/*.toml``).
+- ``shipped``: the recipe in the shipped model's card, of its first stage when it was trained in
+  stages (:func:`~priorfit.train.warm_start.first_stage_card`; its ``configs/*.toml``).
 
 Curves: the validation gap to the exact GP (the loop's own held-out validation batches) against
 training wall time, read at each budget; the changes for ``best`` are chosen on it. Final
@@ -43,6 +44,7 @@ from pathlib import Path
 import torch
 
 from priorfit.bench import Result, cached, mean_se
+from priorfit.train.warm_start import first_stage_configs
 
 PRIORS = ("gp-paper", "gp-1d")
 BUDGETS_MIN = (2.5, 5.0, 10.0, 20.0)
@@ -87,7 +89,7 @@ def run(quick: bool, data: Path, budgets_min: tuple[float, ...] | None = None,
     cache = None if quick else RUN_CACHE
     rows, summary = [], {}
     for name in priors:
-        prior, model_config, shipped = _shipped(name)
+        prior, model_config, shipped = first_stage_configs(name)
         base = _baseline(name, shipped)
         held_out = _held_out(prior, HELD_OUT_SIZES[name], per_size)
 
@@ -124,17 +126,6 @@ def run(quick: bool, data: Path, budgets_min: tuple[float, ...] | None = None,
               "scaling_budgets_min": list(scaling_budgets_min),
               "held_out_per_size": per_size, "threads": torch.get_num_threads()}
     return Result(config, rows, summary, table(rows))
-
-
-def _shipped(name: str):
-    """(prior, ModelConfig, TrainConfig) of a shipped model, from its card."""
-    from priorfit import load
-    from priorfit.priors.base import prior_from_config
-    from priorfit.train.config import train_config_from_card
-
-    model = load(name)
-    return (prior_from_config(model.card["prior"]), model.config,
-            train_config_from_card(model.card["train"], f"{name} card train"))
 
 
 def _baseline(name: str, shipped):
@@ -238,7 +229,7 @@ def _train_and_score(prior, model_config, base, overrides: dict, budgets, held_o
 
 def _scaling_rows(name: str, budgets_min, per_size: int, cache: Path | None) -> list[dict]:
     """The shipped recipe at each model size of :data:`SIZES` and each budget: one run each."""
-    prior, model_config, shipped = _shipped(name)
+    prior, model_config, shipped = first_stage_configs(name)
     base = _baseline(name, shipped)
     held_out = _held_out(prior, HELD_OUT_SIZES[name], per_size)
     rows = []

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 from priorfit.bench import Result, mean_se, seconds_per_call
+from priorfit.train.warm_start import first_stage_configs
 
 SIZES = (1, 2, 4, 8, 16, 32, 64, 100)
 SEED = 20_221_024  # held-out data, as in ``priorfit bench gp``
@@ -59,29 +60,11 @@ METHODS = tuple(f"{package}-{precision}" for package in PACKAGES for precision i
 MODEL = "gp-paper"  # the shipped model whose prior, architecture and recipe are benchmarked
 
 
-def gp_paper_configs():
-    """``(prior, ModelConfig, TrainConfig)`` of the shipped ``gp-paper`` model, from its card.
-
-    These are the settings of ``configs/gp-paper.toml`` that it was trained with; reading them
-    from the card (shipped inside the package) lets the benchmark run from an installed package.
-    The model config is the one :func:`priorfit.load` builds from the card (which also reads
-    cards written before the current ``ModelConfig`` fields).
-    """
-    from priorfit import load
-    from priorfit.priors.base import prior_from_config
-    from priorfit.train.config import train_config_from_card
-
-    model = load(MODEL)
-    prior = prior_from_config(model.card["prior"])
-    train_config = train_config_from_card(model.card["train"], f"{MODEL} card train")
-    return prior, replace(model.config), train_config
-
-
 def run(quick: bool, data: Path) -> Result:
     """Train both packages for the budget (600 s; ``quick``: 6 s) and score them."""
     if importlib.util.find_spec("pfns") is None:
         raise ImportError("bench train-speed needs pfns 0.4.2: pip install 'priorfit[bench]'")
-    prior, _, train_config = gp_paper_configs()
+    prior, _, train_config = first_stage_configs(MODEL)
     threads, per_size = torch.get_num_threads(), 20 if quick else 200
     settings = {
         "budget_s": 6.0 if quick else 600.0,
@@ -237,7 +220,7 @@ def _held_out_nll(work: Path, nll_fn) -> dict:
 def _train_priorfit(s: dict, work: Path, precision: str) -> dict:
     from priorfit.train import train
 
-    prior, model_config, base = gp_paper_configs()
+    prior, model_config, base = first_stage_configs(MODEL)
     quiet = dict(val_every=10**9, val_batches=1, checkpoint_every=10**9)
     base = replace(base, num_workers=0, device="cpu", precision=precision,
                    border_datasets=s["border_datasets"], **quiet)
@@ -283,7 +266,7 @@ def _train_pfns(s: dict, work: Path, precision: str) -> dict:
 
     from priorfit.train.data import train_size_probs
 
-    prior, mc, tc = gp_paper_configs()
+    prior, mc, tc = first_stage_configs(MODEL)
     hps = {"noise": prior.noise, "outputscale": prior.outputscale, "lengthscale": prior.lengthscale}
     weights = train_size_probs(tc).tolist()
 

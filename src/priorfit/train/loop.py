@@ -40,7 +40,7 @@ from priorfit.train.optim import build_optimizers
 from priorfit.train.precision import PRECISIONS, choose_precision
 from priorfit.train.precision import autocast as precision_autocast
 from priorfit.train.schedule import lr_factor
-from priorfit.train.warm_start import warm_start
+from priorfit.train.warm_start import warm_start, warm_start_record
 from priorfit.transforms import fit_transform
 
 CHECKPOINT = "checkpoint.pt"
@@ -189,6 +189,8 @@ def train(
         "precision": precision,
         **({"precision_s_per_pass": timings} if timings else {}),
         "validation": validation,
+        **({"warm_start": warm_start_record(train_config.init_from)}
+           if train_config.init_from else {}),
     }
     if is_main:
         model.save(out_dir / FINAL_MODEL)

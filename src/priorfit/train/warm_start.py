@@ -10,9 +10,15 @@ are the source's when the source was trained on the very prior of the new run â€
 keeps its output space: borders fitted again from another seed's prior samples move by three to
 five bucket widths (measured on ``gp-1d`` and ``gp-paper``), so every logit the network learned
 would name another interval â€” and otherwise stay as fitted to the new prior.
+
+The new model's card records the warm start (:func:`warm_start_record`): the source as named and
+the source's own card, which records its own warm start in turn, so a model trained in stages
+carries the whole chain; :func:`first_stage_card` finds the stage that began from scratch.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
@@ -69,3 +75,31 @@ def _trained_on(source: PFN, prior_config: dict) -> bool:
         return prior_to_config(prior_from_config(source.card["prior"])) == prior_config
     except (KeyError, TypeError, ValueError):
         return False
+
+
+def warm_start_record(source: str) -> dict:
+    """The card entry ``"warm_start"`` of a run started from ``source`` (a zoo name or file):
+    ``{"from": source, "card": the source's card}``."""
+    return {"from": source, "card": load(source).card}
+
+
+def first_stage_card(card: dict) -> dict:
+    """The card of the first stage of ``card``'s chain of warm starts on its own prior (``card``
+    itself for a model trained from scratch, or started from a model of another prior): the
+    recipe that began the model, as a benchmark of training recipes needs it."""
+    while "warm_start" in card and card["warm_start"]["card"].get("prior") == card.get("prior"):
+        card = card["warm_start"]["card"]
+    return card
+
+
+def first_stage_configs(name: str):
+    """``(prior, ModelConfig, TrainConfig)`` that began the model ``name`` (a zoo name or file),
+    from its card: its prior and network, and the training config of its first stage
+    (:func:`first_stage_card`), which reads the same from an installed package as from
+    ``configs/``."""
+    from priorfit.train.config import train_config_from_card
+
+    model = load(name)
+    train = first_stage_card(model.card)["train"]
+    return (prior_from_config(model.card["prior"]), dataclasses.replace(model.config),
+            train_config_from_card(train, f"{name} card train"))
