@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from priorfit import load, zoo
-from priorfit.bench import BENCHES
+from priorfit.bench import BENCHES, cached
 from priorfit.cli import main
 from priorfit.priors import prior_from_config, prior_to_config
 from priorfit.train.config import load_config
@@ -147,6 +147,29 @@ def test_bench_quick_smoke(bench, tmp_path):
     for row in result["rows"]:
         assert {"method", "setting", "n"} <= set(row)
     assert list(tmp_path.glob("*.png"))
+
+
+def test_the_score_ledger_resumes_and_survives_a_torn_line(tmp_path):
+    ledger, calls = tmp_path / "scores.jsonl", []
+
+    def compute(value):
+        calls.append(value)
+        return {"score": value}
+
+    assert cached(ledger, {"table": "a", "split": 0}, lambda: compute(1.0)) == {"score": 1.0}
+    assert cached(ledger, {"split": 0, "table": "a"}, lambda: compute(2.0)) == {"score": 1.0}
+    with ledger.open("a") as file:  # a kill in mid-write, then another process's line
+        file.write('{"identity": {"table": "b"}, "res')
+    with ledger.open("a") as file:
+        file.write('\n{"identity": {"table": "c"}, "result": {"score": 3.0}}\n')
+    assert cached(ledger, {"table": "c"}, lambda: compute(4.0)) == {"score": 3.0}
+    with ledger.open("a") as file:
+        file.write('{"identity": {"table": "d"}, "res')  # torn last line
+    assert cached(ledger, {"table": "d"}, lambda: compute(5.0)) == {"score": 5.0}
+    assert calls == [1.0, 5.0]
+    lines = ledger.read_text().splitlines()
+    assert json.loads(lines[-1]) == {"identity": {"table": "d"}, "result": {"score": 5.0}}
+    assert cached(None, {"table": "a", "split": 0}, lambda: compute(6.0)) == {"score": 6.0}
 
 
 def test_demo_gap_is_the_kl_divergence_to_the_exact_posterior():

@@ -224,10 +224,11 @@ def test_bench_recipe_keeps_finished_runs_and_skips_them_on_a_rerun(tmp_path, mo
     base = recipe._baseline("gp-1d", shipped)
     held_out = recipe._held_out(prior, (1, 2), 3)
     args = (prior, model_config, base)
-    first = recipe._cached(tmp_path, *args, {"optimizer": "muon"}, (1.0,), held_out)
-    again = recipe._cached(tmp_path, *args, {"optimizer": "muon"}, (1.0,), held_out)
+    ledger = tmp_path / "runs.jsonl"
+    first = recipe._cached(ledger, *args, {"optimizer": "muon"}, (1.0,), held_out)
+    again = recipe._cached(ledger, *args, {"optimizer": "muon"}, (1.0,), held_out)
     assert first == again == {"gap": 0.1, "curve": [[1.0, 0.5]]} and len(calls) == 1
-    recipe._cached(tmp_path, *args, {"optimizer": "adamw"}, (1.0,), held_out)
-    recipe._cached(tmp_path, *args, {"optimizer": "muon"}, (2.0,), held_out)
-    recipe._cached(None, *args, {"optimizer": "muon"}, (1.0,), held_out)  # no cache: trains
-    assert len(calls) == 4 and len(list(tmp_path.glob("*.json"))) == 3
+    recipe._cached(ledger, *args, {"optimizer": "adamw"}, (1.0,), held_out)
+    recipe._cached(ledger, *args, {"optimizer": "muon"}, (2.0,), held_out)
+    recipe._cached(None, *args, {"optimizer": "muon"}, (1.0,), held_out)  # no ledger: trains
+    assert len(calls) == 4 and len(ledger.read_text().splitlines()) == 3

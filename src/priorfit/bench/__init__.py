@@ -7,10 +7,10 @@ Each benchmark module has ``run(quick: bool, data: Path) -> Result`` and
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,23 +63,54 @@ def run_bench(name: str, *, quick: bool = False, out: str | Path = "results",
     return path
 
 
-def cached(cache: Path | None, identity: dict, compute: Callable[[], dict]) -> dict:
+def cached(ledger: Path | None, identity: dict, compute: Callable[[], dict]) -> dict:
     """``compute()``, or its result from an earlier run of the same ``identity`` (a JSON-able
-    dict) stored in the folder ``cache``; ``None`` computes without storing. Results are written
-    atomically, so an interrupted benchmark resumes where it stopped."""
-    if cache is None:
-        return compute()
-    from priorfit.io import atomic_write
+    dict) recorded in the score ledger ``ledger``; ``None`` computes without recording.
 
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())["result"]
+    A ledger is a JSON-lines file, one ``{"identity", "result"}`` per line. Each new result is
+    appended as one line, flushed and synced, so an interrupted benchmark loses at most the
+    computation under way and resumes where it stopped (a line torn by a kill is skipped), two
+    processes may append to one ledger, and a ledger kept in git carries scores that took
+    CPU-hours to a fresh checkout (``benchmarks/``)."""
+    if ledger is None:
+        return compute()
+    key = json.dumps(identity, sort_keys=True)
+    entries = _ledger_entries(ledger)
+    if key in entries:
+        return entries[key]
     result = compute()
-    text = json.dumps({"identity": identity, "result": result})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    line = json.dumps({"identity": identity, "result": result}, sort_keys=True) + "\n"
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with open(ledger, "a+b") as file:
+        torn = file.tell() > 0 and (file.seek(-1, 2), file.read(1))[1] != b"\n"
+        file.write((b"\n" if torn else b"") + line.encode())
+        file.flush()
+        os.fsync(file.fileno())
+    entries[key] = result
+    _LEDGERS[ledger.resolve()] = (ledger.stat().st_size, entries)  # no re-read for our own line
     return result
+
+
+_LEDGERS: dict[Path, tuple[int, dict]] = {}  # ledger -> (its size when read, its entries)
+
+
+def _ledger_entries(ledger: Path) -> dict:
+    """``{identity as sorted JSON: result}`` of a ledger, read again when it has grown (another
+    process appended) since this process last read it."""
+    path = ledger.resolve()
+    size = path.stat().st_size if path.exists() else 0
+    known = _LEDGERS.get(path)
+    if known is None or known[0] != size:
+        entries = {}
+        for line in path.read_text().splitlines() if size else ():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # torn by an interrupted write
+            entries[json.dumps(record["identity"], sort_keys=True)] = record["result"]
+        known = (size, entries)
+    _LEDGERS[path] = known
+    return known[1]
 
 
 def mean_se(values) -> tuple[float, float]:

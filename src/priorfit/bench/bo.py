@@ -33,9 +33,10 @@ until the first feasible one) minus the problem's known optimum, i.e. the simple
 fraction of evaluations that were feasible; and the wall seconds of each model-based step (the
 ``ask`` of priorfit and of Optuna; BoTorch's fit plus acquisition optimisation; drawing the
 random point).
-Each run is cached in ``runs/bench-bo`` by problem, method, seed, settings and (for ``pfn``)
-the model file's digest, so an interrupted run resumes. Per problem and method, over seeds:
-the final regret and its log10 (floored at :data:`LOG_FLOOR`) as mean ± standard error over
+Each run is kept in the score ledger ``runs/bench-bo.jsonl`` by problem, method, seed,
+settings and (for ``pfn``) the model file's digest, so an interrupted run resumes. Per
+problem and method, over seeds: the final regret and its log10 (floored at :data:`LOG_FLOOR`)
+as mean ± standard error over
 the seeds that found a feasible point (``seeds_feasible`` of them), the mean regret curves, the
 mean feasibility rate and the median seconds per step. The summary ranks the methods by final
 regret on each problem, counts the problems where the PFN's regret is at most BoTorch's, and
@@ -70,14 +71,15 @@ QUICK = {"problems": ("branin", "gardner-1"), "seeds": 1, "n_trials": 12, "n_ini
          "botorch": {"num_restarts": 1, "raw_samples": 32}}
 LOG_FLOOR = 1e-8  # regrets below it (or at most 0: an optimum known to a few digits) count as it
 VIOLATED = 1e6  # a non-finite constraint value is recorded as this violation
-CACHE = Path("runs/bench-bo")
+CACHE = Path("runs/bench-bo.jsonl")  # score ledger (:func:`priorfit.bench.cached`)
 
 
 def run(quick: bool, data: Path, model_name: str = MODEL,
         problems: tuple[str, ...] | None = None, cache: Path | None = CACHE) -> Result:
     """``data`` is unused (the problems are synthetic). ``model_name``: the PFN surrogate, a zoo
     name or a path; ``problems``: names in :data:`PROBLEMS` (default: all of them, or the quick
-    pair); ``cache``: the folder of cached runs (``None``, and always in quick mode: none)."""
+    pair); ``cache``: the score ledger of finished runs (``None``, and always in quick mode:
+    none)."""
     problems = problems or (QUICK["problems"] if quick else tuple(PROBLEMS))
     seeds = QUICK["seeds"] if quick else SEEDS
     n_trials, n_initial = (QUICK["n_trials"], QUICK["n_initial"]) if quick else (N_TRIALS,

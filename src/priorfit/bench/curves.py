@@ -17,8 +17,8 @@ Per method and cut: the mean log density of the remaining points (``ll_rest``) a
 one (``ll_final``), the absolute error of the predicted mean at the final point, and seconds per
 curve (the PFN also batched over all curves of a cut; MCMC one curve at a time, as emcee runs).
 MCMC uses the model's prior; on the real curves with the run's own epochs
-(``num_epochs = horizon``), as Domhan et al. fit curves. MCMC results are cached in
-``runs/bench-curves`` by curve and settings, so an interrupted run resumes.
+(``num_epochs = horizon``), as Domhan et al. fit curves. MCMC results are kept in
+the score ledger ``runs/bench-curves.jsonl`` by curve and settings, so an interrupted run resumes.
 
 Early stopping (``mlp``, every run): per dataset, its runs trained in order, a run stopped when
 ``P(final accuracy > best final so far) < δ`` for δ in :data:`DELTAS`; epochs saved and regret
@@ -48,7 +48,7 @@ DELTAS = (0.01, 0.05, 0.1)
 MCMC_SETTINGS = {"walkers": 100, "burn_in": 500, "steps": 2500}  # Domhan et al. (2015)
 QUICK_MCMC_SETTINGS = {"walkers": 32, "burn_in": 50, "steps": 100}
 SEED = 20_231_210  # held-out: the training stream is seeded from the config's seed
-CACHE = Path("runs/bench-curves")
+CACHE = Path("runs/bench-curves.jsonl")  # score ledger (:func:`priorfit.bench.cached`)
 METHODS = ("pfn", "mcmc", "last-value", "pow3")
 
 

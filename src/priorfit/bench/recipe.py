@@ -70,7 +70,7 @@ SIZES = {"small": {"d_model": 64, "num_layers": 4, "d_ff": 128},
          "large": {"d_model": 192, "num_layers": 8, "d_ff": 384}}
 SCALING_BUDGETS_MIN = (2.5, 5.0, 10.0)
 HELD_OUT_SEED = 31_415_926  # not bench gp's or train-speed's held-out data
-RUN_CACHE = Path("runs/bench-recipe")  # finished runs of a full protocol (git-ignored runs/)
+RUN_CACHE = Path("runs/bench-recipe.jsonl")  # score ledger of the full protocol's runs
 HELD_OUT_SIZES = {"gp-paper": (1, 2, 4, 8, 16, 32, 64, 100), "gp-1d": (1, 2, 4, 8, 16, 32, 50)}
 
 
