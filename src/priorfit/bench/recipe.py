@@ -27,9 +27,10 @@ budgets (:data:`SCALING_BUDGETS_MIN`), one run per cell, each annealed at its ow
 on the same held-out data: which size to train for a given budget.
 
 The machine's load is recorded (``os.getloadavg`` before and after each run). The full protocol
-trains for about nine and a half hours, so each finished training run's scores are kept in
-:data:`RUN_CACHE` (keyed by everything that defines the run) and a rerun after an interruption
-skips them; :func:`run` also takes subsets. ``--quick`` runs never use the cache.
+trains for about nine and a half hours, more than one session of a two-core machine, so each
+finished training run's scores are kept in the score ledger :data:`RUN_CACHE`, in git (keyed
+by everything that defines the run), and a rerun on any checkout skips them; :func:`run` also
+takes subsets. ``--quick`` runs never use the ledger.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ SIZES = {"small": {"d_model": 64, "num_layers": 4, "d_ff": 128},
          "large": {"d_model": 192, "num_layers": 8, "d_ff": 384}}
 SCALING_BUDGETS_MIN = (2.5, 5.0, 10.0)
 HELD_OUT_SEED = 31_415_926  # not bench gp's or train-speed's held-out data
-RUN_CACHE = Path("runs/bench-recipe.jsonl")  # score ledger of the full protocol's runs
+RUN_CACHE = Path("benchmarks/recipe-runs.jsonl")  # the score ledger, kept in git
 HELD_OUT_SIZES = {"gp-paper": (1, 2, 4, 8, 16, 32, 64, 100), "gp-1d": (1, 2, 4, 8, 16, 32, 50)}
 
 
