@@ -33,15 +33,14 @@ until the first feasible one) minus the problem's known optimum, i.e. the simple
 fraction of evaluations that were feasible; and the wall seconds of each model-based step (the
 ``ask`` of priorfit and of Optuna; BoTorch's fit plus acquisition optimisation; drawing the
 random point).
-Each run is kept in the score ledger ``runs/bench-bo.jsonl`` by problem, method, seed,
-settings and (for ``pfn``) the model file's digest, so an interrupted run resumes. Per
-problem and method, over seeds: the final regret and its log10 (floored at :data:`LOG_FLOOR`)
-as mean ± standard error over
-the seeds that found a feasible point (``seeds_feasible`` of them), the mean regret curves, the
-mean feasibility rate and the median seconds per step. The summary ranks the methods by final
-regret on each problem, counts the problems where the PFN's regret is at most BoTorch's, and
-takes the median over problems of BoTorch's seconds per step over the PFN's (the goal: the
-regret of a GP at a tenth of the time per step).
+Each run is kept in the score ledger ``runs/bench-bo.jsonl`` by problem, method, seed, settings
+and (for ``pfn``) the model file's digest, so an interrupted run resumes. Per problem and
+method, over seeds: the final regret and its log10 (floored at :data:`LOG_FLOOR`) as mean ±
+standard error over the seeds that found a feasible point (``seeds_feasible`` of them), the
+mean regret curves, the mean feasibility rate and the median seconds per step. The summary
+ranks the methods by final regret on each problem, counts the problems where the PFN's regret
+is at most BoTorch's, and takes the median over problems of BoTorch's seconds per step over the
+PFN's (the goal: the regret of a GP at a tenth of the time per step).
 """
 
 from __future__ import annotations
