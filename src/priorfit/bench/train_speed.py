@@ -1,22 +1,23 @@
 """``priorfit bench train-speed``: priorfit against ``pfns`` 0.4.2 at equal CPU training time.
 
 Both train a PFN of the size of the shipped ``gp-paper`` model on its GP prior (the sizes in
-its model card, those of ``configs/gp-paper.toml``, so an installed package needs no source
-tree) with the same batches (32 datasets of 128 points, 0-100 of them training points, paper
-weighting), each with its own training loop, recipe, prior sampler, criterion and prediction
-path (priorfit: :data:`RECIPE`, the best of ``bench recipe``; pfns: AdamW at
-:data:`PFNS_LR` with its warm-up + cosine schedule sized from a measured step time), one after the
-other, each in its own process (same ``torch.set_num_threads``, ``OMP_WAIT_POLICY=PASSIVE``,
-no data-loader workers), each in both precisions: float32, and bf16 autocast (pfns's default
-``train_mixed_precision``, priorfit's ``precision = "bfloat16"``); the headline compares each
-package at its faster one on this machine (more datasets per second). Each run times a few of
-its own steps and is stopped at the budget (priorfit: ``time_limit_s``; pfns: a
-KeyboardInterrupt from its batch function, which ``pfns.train.train`` catches, returning the
-model). All are then scored on the same held-out GP datasets against the exact GP posterior.
-pfns runs as its users run it: ``pfns.train.train(MainConfig)``, its gpytorch prior
-``priors.fast_gp`` (the same GP), its ``TableTransformer`` in the original one-token-per-row
-layout, a ``FullSupportBarDistribution`` on ``get_bucket_borders`` of prior samples, ``adamw``
-with its per-epoch ``cosine_decay``, and a ``BatchShapeSamplerConfig`` subclass for the cut.
+its model card, those of its first stage, ``configs/stages/gp-paper-stage1.toml``, so an
+installed package needs no source tree) with the same batches (32 datasets of 128 points, 0-100
+of them training points, paper weighting), each with its own training loop, recipe, prior
+sampler, criterion and prediction path (priorfit: :data:`RECIPE`, the best of ``bench recipe``;
+pfns: AdamW at :data:`PFNS_LR` with its warm-up + cosine schedule sized from a measured step
+time), one after the other, each in its own process (same ``torch.set_num_threads``,
+``OMP_WAIT_POLICY=PASSIVE``, no data-loader workers), each in both precisions: float32, and
+bf16 autocast (pfns's default ``train_mixed_precision``, priorfit's ``precision =
+"bfloat16"``); the headline compares each package at its faster one on this machine (more
+datasets per second). Each run times a few of its own steps and is stopped at the budget
+(priorfit: ``time_limit_s``; pfns: a KeyboardInterrupt from its batch function, which
+``pfns.train.train`` catches, returning the model). All are then scored on the same held-out GP
+datasets against the exact GP posterior. pfns runs as its users run it:
+``pfns.train.train(MainConfig)``, its gpytorch prior ``priors.fast_gp`` (the same GP), its
+``TableTransformer`` in the original one-token-per-row layout, a ``FullSupportBarDistribution``
+on ``get_bucket_borders`` of prior samples, ``adamw`` with its per-epoch ``cosine_decay``, and
+a ``BatchShapeSamplerConfig`` subclass for the cut.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def run(quick: bool, data: Path) -> Result:
         "pfns_lr": PFNS_LR,
     }
     config = {
-        "config": f"model card of the shipped {MODEL} (as configs/gp-paper.toml)",
+        "config": f"model card of the shipped {MODEL}, its first stage (as "
+                  "configs/stages/gp-paper-stage1.toml)",
         "sizes": list(SIZES),
         "datasets_per_size": per_size,
         "omp_wait_policy": "PASSIVE",
