@@ -78,22 +78,24 @@ def test_unknown_precision_is_named():
 def test_reduced_precision_training_attention_equals_the_fused_kernel():
     """In bfloat16 training on a CPU, :func:`attend` takes the explicit path (faster there than
     the fused kernel's backward): the same outputs and gradients as the fused kernel in float32,
-    within bfloat16's resolution, and zeros for a query with every key masked."""
+    within bfloat16's resolution, with and without a key mask, and zeros for a query with every
+    key masked."""
     from priorfit.model import attention
 
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(3, 2, 5, 8, generator=generator) for _ in range(3))
     mask = torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5])
 
-    def outputs(dtype):
+    def outputs(dtype, key_mask):
         leaves = [t.clone().to(dtype).requires_grad_() for t in (q, k, v)]
-        out = attention.attend(*leaves, mask)
+        out = attention.attend(*leaves, key_mask)
         (out.float() * torch.linspace(-1, 1, 8)).sum().backward()
         return [out.float(), *(t.grad.float() for t in leaves)]
 
     assert attention._explicit_for_training(q.bfloat16().requires_grad_(), k)
     assert not attention._explicit_for_training(q.requires_grad_(False), k)
-    reference, reduced = outputs(torch.float32), outputs(torch.bfloat16)
-    for a, b in zip(reference, reduced, strict=True):
-        torch.testing.assert_close(b, a, atol=0.05, rtol=0.05)
-    assert reduced[0][2].abs().max() == 0  # no key to attend to
+    for key_mask in (mask, None):
+        reference, reduced = outputs(torch.float32, key_mask), outputs(torch.bfloat16, key_mask)
+        for a, b in zip(reference, reduced, strict=True):
+            torch.testing.assert_close(b, a, atol=0.05, rtol=0.05)
+    assert outputs(torch.bfloat16, mask)[0][2].abs().max() == 0  # no key to attend to

@@ -57,11 +57,12 @@ class Block(nn.Module):
     def joint(self, h: Tensor, n: int, mask: Tensor | None) -> Tensor:
         """Training and test tokens in one pass: ``h [B, n + m, d]``, training tokens first, as
         :meth:`train_tokens` and :meth:`test_tokens` (fewer, larger operations)."""
-        q, k, v = self.attn.split(self.norm_attn(h))
-        k_train, v_train = k[:, :, :n], v[:, :, :n]
-        train = attend(q[:, :, :n], k_train, v_train, mask)
-        test = attend_train_and_self(q[:, :, n:], k[:, :, n:], v[:, :, n:], k_train, v_train,
-                                     mask)
+        sizes = [n, h.shape[1] - n]  # split, not sliced: its backward is one concatenation
+        (q_train, q_test), (k_train, k_test), (v_train, v_test) = (
+            t.split(sizes, 2) for t in self.attn.split(self.norm_attn(h))
+        )
+        train = attend(q_train, k_train, v_train, mask)
+        test = attend_train_and_self(q_test, k_test, v_test, k_train, v_train, mask)
         return self._residual(h, torch.cat([train, test], 2))
 
     def _residual(self, h: Tensor, attended: Tensor) -> Tensor:
