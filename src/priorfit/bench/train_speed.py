@@ -238,7 +238,9 @@ def _train_priorfit(s: dict, work: Path, precision: str) -> dict:
         log = [json.loads(line) for line in (work / name / "metrics.jsonl").open()]
         return model, [(r["elapsed_s"], r["loss"]) for r in log if "loss" in r]
 
-    _, calibration = fit(s["calibration_steps"], "calibration", log_every=1)
+    # timed with the recipe's optimizer: Muon's step costs more than AdamW's
+    _, calibration = fit(s["calibration_steps"], "calibration", log_every=1,
+                         optimizer=RECIPE["optimizer"])
     s_per_step = (calibration[-1][0] - calibration[0][0]) / (len(calibration) - 1)
     steps = max(1, int(s["budget_s"] / s_per_step))
     log_every = max(1, round(steps / 100))  # as often as pfns logs its loss (once per epoch)
