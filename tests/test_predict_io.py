@@ -209,9 +209,11 @@ REFERENCE = Path(__file__).parent / "data" / "shipped_outputs.safetensors"
 def test_shipped_models_predict_exactly_as_before(name):
     """Logits of every shipped model on fixed inputs, stored by the code before architectures
     and heads became pluggable, or for a model retrained since by the code it shipped with
-    (one thread, float32): the files load and predict the same, to float32 rounding (the
-    matrix kernels of different CPUs round differently: up to 1.1e-4 on logits of size ~2 to 10
-    between an Intel Xeon and an AMD EPYC; a change to the network moves them by far more)."""
+    (one thread, float32): the files load and predict the same, to float32 rounding, scaled to
+    the logits' size (the matrix kernels of different CPUs round differently: up to 1.1e-4 on
+    logits of size ~2 to 10 between an Intel Xeon and an AMD EPYC, 9.7e-4 on gp-1d's logits of
+    size 11 and 5.1e-5 on its mean after 7 points; a change to the network moves them by far
+    more)."""
     reference = load_file(REFERENCE)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the stored outputs were computed on one thread
@@ -221,9 +223,11 @@ def test_shipped_models_predict_exactly_as_before(name):
             key = f"{name}/n{n}/"
             post = model.predict(reference[key + "x_train"], reference[key + "y_train"],
                                  reference[key + "x_test"])
-            torch.testing.assert_close(post.logits, reference[key + "logits"], rtol=0, atol=2e-4)
+            expected = reference[key + "logits"]
+            scale = max(1.0, expected.abs().max().item())
+            torch.testing.assert_close(post.logits, expected, rtol=0, atol=2e-4 * scale)
             if key + "mean" in reference:  # a classifier's predictive is its logits
-                torch.testing.assert_close(post.mean, reference[key + "mean"], rtol=0, atol=2e-5)
+                torch.testing.assert_close(post.mean, reference[key + "mean"], rtol=0, atol=1e-4)
     finally:
         torch.set_num_threads(threads)
 
