@@ -255,3 +255,15 @@ def test_the_shipped_classifier_beats_chance_on_a_real_table():
     train, test = order[:100], order[100:400]
     proba = pf.PFNClassifier(n_estimators=2).fit(X[train], y[train]).predict_proba(X[test])
     assert roc_auc_score(y[test], proba[:, 1]) > 0.95
+
+
+@pytest.mark.parametrize("max_train, beyond", [(24, True), (500, False)])
+def test_prior_checks_never_condition_on_the_test_rows(tmp_path, max_train, beyond):
+    """The ensemble arms condition on at most ``rows`` rows (never on the test rows after them),
+    and the rows-beyond-training check runs only for a model trained on fewer rows."""
+    from priorfit.bench.tabular import prior_checks
+
+    path = tiny_model(tmp_path / "m.safetensors", max_train=max_train)
+    checks = prior_checks(path, tables=2, rows=40, test_rows=8)
+    assert checks["tables"] >= 1 and set(checks["ensemble"]) == {1, 4, 8}
+    assert (checks["rows_beyond_training"] is not None) == beyond

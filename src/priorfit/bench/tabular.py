@@ -272,8 +272,10 @@ def prior_checks(model_name: str, tables: int = 32, rows: int = 500,
     never used), ``rows`` training and ``test_rows`` test rows each:
 
     - ``rows_beyond_training``: every member conditioning on all rows against each on a
-      stratified subset of the model's ``max_train``;
-    - ``ensemble``: test NLL with 1, 4 and 8 members (on ``max_train`` training rows).
+      stratified subset of the model's ``max_train`` (``None`` when the model was trained on
+      at least ``rows`` training rows: there is nothing beyond its training to check);
+    - ``ensemble``: test NLL with 1, 4 and 8 members (on ``min(max_train, rows)`` training
+      rows).
     """
     import torch
 
@@ -284,14 +286,16 @@ def prior_checks(model_name: str, tables: int = 32, rows: int = 500,
     model = load(model_name)
     prior = prior_from_config(model.card["prior"])
     trained = model.card["train"]["max_train"]
+    beyond = trained < rows
     batch = prior.sample(tables, rows + test_rows, generator=torch.Generator().manual_seed(SEED))
-    arms = {"all_rows": (rows, {"max_rows": rows}), "subsets": (rows, {"max_rows": trained}),
-            **{f"members_{k}": (trained, {"n_estimators": k}) for k in (1, 4, 8)}}
+    arms = {f"members_{k}": (min(trained, rows), {"n_estimators": k}) for k in (1, 4, 8)}
+    if beyond:
+        arms |= {"all_rows": (rows, {"max_rows": rows}), "subsets": (rows, {"max_rows": trained})}
     nll: dict[str, list[float]] = {arm: [] for arm in arms}
     for t in range(tables):
         x, y = batch.x[t].double().numpy(), batch.y[t].long().numpy()
         test_x, test_y = x[rows:], y[rows:]
-        if len(np.unique(y[:trained])) < 2:
+        if len(np.unique(y[:min(trained, rows)])) < 2:
             continue
         for arm, (size, kwargs) in arms.items():
             with warnings.catch_warnings():
@@ -300,12 +304,12 @@ def prior_checks(model_name: str, tables: int = 32, rows: int = 500,
                 proba = np.zeros((test_rows, int(y.max()) + 1))
                 proba[:, clf.classes_] = clf.predict_proba(test_x)
             nll[arm].append(classification_scores(test_y, proba, proba.shape[1])["log_loss"])
-    difference = np.array(nll["all_rows"]) - np.array(nll["subsets"])
     return {
-        "tables": len(difference), "train_rows": rows, "trained_max_train": trained,
-        "rows_beyond_training": {"nll_all_rows": mean_se(nll["all_rows"]),
-                                 "nll_subsets": mean_se(nll["subsets"]),
-                                 "paired_difference": mean_se(difference)},
+        "tables": len(nll["members_1"]), "train_rows": rows, "trained_max_train": trained,
+        "rows_beyond_training": None if not beyond else {
+            "nll_all_rows": mean_se(nll["all_rows"]), "nll_subsets": mean_se(nll["subsets"]),
+            "paired_difference": mean_se(np.array(nll["all_rows"]) - np.array(nll["subsets"])),
+        },
         "ensemble": {k: mean_se(nll[f"members_{k}"]) for k in (1, 4, 8)},
     }
 
@@ -350,12 +354,13 @@ def table_of(summary: dict) -> str:
     if "prior_checks" in summary:
         r = summary["prior_checks"]
         beyond = r["rows_beyond_training"]
+        rows = (f"the model trained on up to {r['trained_max_train']}" if beyond is None else
+                f"all rows {beyond['nll_all_rows'][0]:.4f}, {r['trained_max_train']}-row "
+                f"subsets {beyond['nll_subsets'][0]:.4f} (paired "
+                f"{beyond['paired_difference'][0]:+.4f} ± {beyond['paired_difference'][1]:.4f})")
         lines.append(
-            f"held-out prior tables ({r['tables']}), {r['train_rows']} training rows: test NLL "
-            f"with all rows {beyond['nll_all_rows'][0]:.4f}, with {r['trained_max_train']}-row "
-            f"subsets {beyond['nll_subsets'][0]:.4f} (paired "
-            f"{beyond['paired_difference'][0]:+.4f} ± {beyond['paired_difference'][1]:.4f}); "
-            + ", ".join(f"{k} members {v[0]:.4f}" for k, v in r["ensemble"].items()))
+            f"held-out prior tables ({r['tables']}), {r['train_rows']} training rows: test NLL, "
+            f"{rows}; " + ", ".join(f"{k} members {v[0]:.4f}" for k, v in r["ensemble"].items()))
     if "speed" in summary:
         s = summary["speed"]
         for precision in ("float32", "bfloat16"):
