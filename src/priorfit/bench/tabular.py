@@ -286,16 +286,16 @@ def prior_checks(model_name: str, tables: int = 32, rows: int = 500,
     model = load(model_name)
     prior = prior_from_config(model.card["prior"])
     trained = model.card["train"]["max_train"]
-    beyond = trained < rows
+    beyond, conditioned = trained < rows, min(trained, rows)
     batch = prior.sample(tables, rows + test_rows, generator=torch.Generator().manual_seed(SEED))
-    arms = {f"members_{k}": (min(trained, rows), {"n_estimators": k}) for k in (1, 4, 8)}
+    arms = {f"members_{k}": (conditioned, {"n_estimators": k}) for k in (1, 4, 8)}
     if beyond:
         arms |= {"all_rows": (rows, {"max_rows": rows}), "subsets": (rows, {"max_rows": trained})}
     nll: dict[str, list[float]] = {arm: [] for arm in arms}
     for t in range(tables):
         x, y = batch.x[t].double().numpy(), batch.y[t].long().numpy()
         test_x, test_y = x[rows:], y[rows:]
-        if len(np.unique(y[:min(trained, rows)])) < 2:
+        if len(np.unique(y[:conditioned])) < 2:
             continue
         for arm, (size, kwargs) in arms.items():
             with warnings.catch_warnings():

@@ -152,7 +152,7 @@ class CellsPFN(PFN):
         cells = self._cells(x_test)
         target = self.test_target.to(cells.dtype).expand(*cells.shape[:2], 1, -1)
         h = torch.cat([cells, target], 2)
-        last = len(self.blocks) - 1
-        for i, (block, layer_kv) in enumerate(zip(self.blocks, kv, strict=True)):
-            h = block.test_rows(h, layer_kv, mask, target_only=i == last)
+        for block, layer_kv in zip(self.blocks[:-1], kv[:-1], strict=True):
+            h = block.test_rows(h, layer_kv, mask)
+        h = self.blocks[-1].test_rows(h, kv[-1], mask, target_only=True)
         return self._decode(h[:, :, -1])
