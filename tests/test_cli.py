@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from priorfit import load, zoo
-from priorfit.bench import BENCHES, cached
+from priorfit.bench import BENCHES, cached, machine
 from priorfit.cli import main
 from priorfit.priors import prior_from_config, prior_to_config
 from priorfit.train.config import load_config
@@ -146,6 +146,7 @@ def test_bench_quick_smoke(bench, tmp_path):
     result = json.loads((tmp_path / f"{bench}.json").read_text())
     assert result["bench"] == bench and result["rows"] and result["summary"]
     assert result["config"]["quick"] is True
+    assert result["machine"] == machine()
     for row in result["rows"]:
         assert {"method", "setting", "n"} <= set(row)
     assert list(tmp_path.glob("*.png"))
@@ -172,6 +173,19 @@ def test_the_score_ledger_resumes_and_survives_a_torn_line(tmp_path):
     lines = ledger.read_text().splitlines()
     assert json.loads(lines[-1]) == {"identity": {"table": "d"}, "result": {"score": 5.0}}
     assert cached(None, {"table": "a", "split": 0}, lambda: compute(6.0)) == {"score": 6.0}
+
+
+def test_machine_names_the_cpu_and_its_bf16_support():
+    """Every benchmark's JSON names the CPU its figures came from (timings and the precision
+    "auto" chooses differ between CPU models)."""
+    record = machine()
+    assert set(record) == {"cpu", "cores", "bf16_native", "amx"}
+    assert isinstance(record["cpu"], str) and record["cores"] >= 1
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
+        assert record["amx"] == ("amx_tile" in flags.split())
+        assert record["bf16_native"] == bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
 def test_demo_gap_is_the_kl_divergence_to_the_exact_posterior():

@@ -2,7 +2,8 @@
 
 Each benchmark module has ``run(quick: bool, data: Path) -> Result`` and
 ``plot(result: Result, out: Path) -> list[Path]``. The runner writes ``OUT/NAME.json`` as
-``{"bench", "config", "rows", "summary"}`` and prints the result's table.
+``{"bench", "machine", "config", "rows", "summary"}`` (``machine``: :func:`machine`) and prints
+the result's table.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import importlib
 import json
 import math
 import os
+import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,13 +56,33 @@ def run_bench(name: str, *, quick: bool = False, out: str | Path = "results",
     out.mkdir(parents=True, exist_ok=True)
     result = module.run(quick=quick, data=Path(data))
     path = out / f"{name}.json"
-    document = {"bench": name, "config": {**result.config, "quick": quick}, "rows": result.rows,
-                "summary": result.summary}
+    document = {"bench": name, "machine": machine(), "config": {**result.config, "quick": quick},
+                "rows": result.rows, "summary": result.summary}
     path.write_text(json.dumps(document, indent=2, default=float) + "\n")
     plots = module.plot(result, out)
     print(result.table)
     print(f"wrote {path}" + "".join(f", {p}" for p in plots))
     return path
+
+
+def machine() -> dict:
+    """The machine a figure came from: ``{"cpu": model name, "cores": logical CPUs,
+    "bf16_native": avx512_bf16 or AMX present, "amx": AMX tiles present}``, read from
+    ``/proc/cpuinfo`` (elsewhere ``platform.processor()``, and ``None`` for the flags). Timings
+    and the precision ``"auto"`` chooses differ between CPU models: every benchmark records it."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)  # the last CPU's values
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields["flags"].split()) if "flags" in fields else None
+    return {
+        "cpu": fields.get("model name") or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "bf16_native": None if flags is None else bool(flags & {"avx512_bf16", "amx_bf16"}),
+        "amx": None if flags is None else "amx_tile" in flags,
+    }
 
 
 def cached(ledger: Path | None, identity: dict, compute: Callable[[], dict]) -> dict:

@@ -26,7 +26,9 @@ Compute scaling (``gp-paper``, the shipped recipe): three model sizes (:data:`SI
 budgets (:data:`SCALING_BUDGETS_MIN`), one run per cell, each annealed at its own budget, scored
 on the same held-out data: which size to train for a given budget.
 
-The machine's load is recorded (``os.getloadavg`` before and after each run). The full protocol
+The machine's load (``os.getloadavg`` before and after each run) and its CPU
+(:func:`~priorfit.bench.machine`) are recorded with each run: runs from different CPUs do not
+compare like with like. The full protocol
 trains for about nine and a half hours, more than one session of a two-core machine, so each
 finished training run's scores are kept in the score ledger :data:`RUN_CACHE`, in git (keyed
 by everything that defines the run), and a rerun on any checkout skips them; :func:`run` also
@@ -44,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from priorfit.bench import Result, cached, mean_se
+from priorfit.bench import Result, cached, machine, mean_se
 from priorfit.train.warm_start import first_stage_configs
 
 PRIORS = ("gp-paper", "gp-1d")
@@ -224,7 +226,7 @@ def _train_and_score(prior, model_config, base, overrides: dict, budgets, held_o
             "val_gap_at_budget_min": at_budget, "curve": curve, "steps": model.card["steps"],
             "datasets_seen": model.card["datasets_seen"], "train_seconds": seconds,
             "precision": model.card["precision"], "parameters": model.num_parameters(),
-            "load_before": load_before, "load_after": os.getloadavg()[0],
+            "load_before": load_before, "load_after": os.getloadavg()[0], "machine": machine(),
             "recipe": _recipe_of(config), "model": dataclasses.asdict(model_config)}
 
 
@@ -275,12 +277,13 @@ def table(rows: list[dict]) -> str:
     if recipes:
         budgets = list(recipes[0]["val_gap_at_budget_min"])
         lines.append(f"{'prior':<9} {'recipe':<15} " + " ".join(f"{b + ' min':>9}" for b in budgets)
-                     + f" {'held-out gap':>12} {'steps':>7} {'precision':>9}")
+                     + f" {'held-out gap':>12} {'steps':>7} {'precision':>9}  cpu")
         for r in recipes:
             cells = " ".join("      —  " if g is None else f"{g:9.3f}"
                              for g in r["val_gap_at_budget_min"].values())
+            cpu = r.get("machine", {}).get("cpu", "not recorded")  # ledger rows before 7 Dec 2026
             lines.append(f"{r['setting']:<9} {r['method']:<15} {cells} {r['gap']:12.3f} "
-                         f"{r['steps']:7d} {r['precision']:>9}")
+                         f"{r['steps']:7d} {r['precision']:>9}  {cpu}")
     if scaling:
         budgets = sorted({r["budget_min"] for r in scaling})
         lines.append(f"\ncompute scaling ({scaling[0]['setting']}): held-out gap")
