@@ -28,11 +28,10 @@ on the same held-out data: which size to train for a given budget.
 
 The machine's load (``os.getloadavg`` before and after each run) and its CPU
 (:func:`~priorfit.bench.machine`) are recorded with each run: runs from different CPUs do not
-compare like with like. The full protocol
-trains for about nine and a half hours, more than one session of a two-core machine, so each
-finished training run's scores are kept in the score ledger :data:`RUN_CACHE`, in git (keyed
-by everything that defines the run), and a rerun on any checkout skips them; :func:`run` also
-takes subsets. ``--quick`` runs never use the ledger.
+compare like with like. The full protocol trains for about nine and a half hours, more than one
+session of a two-core machine, so each finished training run's scores are kept in the score
+ledger :data:`RUN_CACHE`, in git (keyed by everything that defines the run), and a rerun on any
+checkout skips them; :func:`run` also takes subsets. ``--quick`` runs never use the ledger.
 """
 
 from __future__ import annotations
