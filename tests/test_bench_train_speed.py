@@ -143,6 +143,7 @@ def test_training_process_trains_and_scores(tmp_path, method):
         "border_datasets": 64,
         "warmup_fraction": 0.025,
         "pfns_lr": 7e-4,
+        "compile": False,  # compiling alone would take the budget many times over
     }
     (tmp_path / "settings.json").write_text(json.dumps(settings))
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")

@@ -387,6 +387,25 @@ def test_pfn_learns_gp_posterior(tmp_path):
     assert model.card["validation"]["val_nll"] < first["loss"] - 0.5
 
 
+def test_compiled_forward_runs_fewer_than_two_training_points_eagerly():
+    """torch.compile would specialise the sizes 0 and 1 and compile twice more."""
+    class Probe(torch.nn.Module):
+        def forward(self, x_train, y_train, x_test, train_mask=None):
+            return x_test * 0 + float(torch.compiler.is_compiling())
+
+    forward = loop._compiled(Probe())
+    for n, compiled in ((0, 0.0), (1, 0.0), (3, 1.0), (7, 1.0)):
+        out = forward(torch.zeros(2, n, 1), torch.zeros(2, n), torch.zeros(2, 4, 1))
+        assert out.unique().tolist() == [compiled], n
+
+
+def test_compile_refuses_the_cells_architecture(tmp_path):
+    cells = dataclasses.replace(TINY_MODEL, arch="cells", head="classes", num_outputs=2)
+    with pytest.raises(ValueError, match="'cells' architecture"):
+        pf.train(pf.priors.TablePrior(num_features=1), tiny_train(tmp_path, compile=True),
+                 cells, progress=False)
+
+
 @pytest.mark.slow
 def test_compiled_training_matches_eager(tmp_path):
     # one training-set size, so the dynamic-shape graph compiles once (compiling dominates)

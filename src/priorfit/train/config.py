@@ -70,7 +70,8 @@ class TrainConfig:
             logits stay float32) or ``"auto"``: on CUDA bfloat16 where supported, on a CPU the
             faster of the two, timed on a probe batch at the start (see
             :mod:`priorfit.train.precision`); the choice and the timings go into the card.
-        compile: ``torch.compile`` the model.
+        compile: ``torch.compile`` the model's forward, dynamic shapes; batches with fewer
+            than two training points run eagerly. Not for the ``"cells"`` architecture.
         num_workers: DataLoader worker processes sampling the prior (0: in the main process).
         seed: seeds initialisation, data and validation; same seed, same run.
         border_datasets: prior datasets used to estimate the Riemann bucket borders.

@@ -69,6 +69,11 @@ def train(
             f"the prior has {prior.num_features} features but ModelConfig.num_features is "
             f"{model_config.num_features}"
         )
+    if train_config.compile and model_config.arch == "cells":
+        raise ValueError(
+            "compile = true is not supported for the 'cells' architecture: torch.compile fails "
+            "inside inductor on its dynamic table shapes (torch 2.13); train it eagerly"
+        )
     rank, world_size, local_rank = _init_distributed()
     device = _pick_device(train_config.device, local_rank)
     out_dir = Path(train_config.out_dir)
@@ -103,7 +108,7 @@ def train(
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[local_rank] if device.type == "cuda" else None
         )
-    forward = torch.compile(ddp_model, dynamic=True) if train_config.compile else ddp_model
+    forward = _compiled(ddp_model) if train_config.compile else ddp_model
     autocast = precision_autocast(precision, device)
     is_main = rank == 0
     val_data = validation_batches(prior, train_config) if is_main else []
@@ -261,6 +266,20 @@ def _agree(decision: bool, world_size: int, device: torch.device) -> bool:
     flag = torch.tensor([float(decision)], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
+
+
+def _compiled(net: torch.nn.Module):
+    """``net``'s forward through ``torch.compile`` with dynamic shapes, but for fewer than two
+    training points: compiling specialises sizes 0 and 1 and would compile the whole graph
+    twice more (about a minute each on one CPU thread) for batches that are rare, so those run
+    eagerly."""
+    compiled = torch.compile(net, dynamic=True)
+
+    def forward(x_train: Tensor, y_train: Tensor, x_test: Tensor,
+                train_mask: Tensor | None = None) -> Tensor:
+        return (compiled if x_train.shape[1] >= 2 else net)(x_train, y_train, x_test, train_mask)
+
+    return forward
 
 
 def _init_distributed() -> tuple[int, int, int]:
