@@ -51,12 +51,7 @@ PACKAGES = ("priorfit", "pfns-0.4.2")
 # higher learning rate that Muon took best in a 5-minute sweep (0.7e-3, 2.1e-3, 5.6e-3:
 # validation gaps 1.09, 0.57, 0.48). Over 110 minutes the same recipe ended behind the shipped
 # gp-paper's AdamW + cosine (docs/benchmarks.md), so it is a short-budget recipe.
-# ``torch.compile`` (dynamic shapes) cut a bf16 step 0.236 -> 0.178 s on an AMD EPYC, for about
-# 100 s of compiling inside the budget (each arm compiles cold: its own inductor cache, and as
-# many compile workers as threads). pfns's ``train(compile=False)`` is its default, and pfns
-# runs as its users run it.
-RECIPE = {"optimizer": "muon", "lr": 4e-3, "lr_schedule": "wsd", "schedule_clock": "time",
-          "compile": True}
+RECIPE = {"optimizer": "muon", "lr": 4e-3, "lr_schedule": "wsd", "schedule_clock": "time"}
 # pfns trains with AdamW at gp-paper's learning rate from before the recipe work (3x that rate
 # did not help AdamW in ``bench recipe``); both use that config's warm-up share (200 of 10 000)
 PFNS_LR = 7e-4
@@ -79,7 +74,12 @@ def run(quick: bool, data: Path) -> Result:
         "border_datasets": 512 if quick else 4096,
         "warmup_fraction": WARMUP_FRACTION,
         "pfns_lr": PFNS_LR,
-        "compile": not quick,  # compiling alone would take the quick budget many times over
+        # priorfit compiles its network (torch.compile, dynamic shapes: a bf16 step 0.236 ->
+        # 0.178 s on an AMD EPYC for about 100 s of compiling inside the budget; each arm
+        # compiles cold, its own inductor cache, as many compile workers as threads). pfns's
+        # train(compile=False) is its default, and pfns runs as its users run it. Not --quick:
+        # compiling alone would take that budget many times over.
+        "compile": not quick,
     }
     config = {
         "config": f"model card of the shipped {MODEL}, its first stage (as "
@@ -256,7 +256,7 @@ def _train_priorfit(s: dict, work: Path, precision: str) -> dict:
     log_every = max(1, round(steps / 100))  # as often as pfns logs its loss (once per epoch)
     # the schedule follows the clock: a step ceiling out of reach, warm-up from the calibration
     model, curve = fit(10**9, "run", s["budget_s"], log_every=log_every,
-                       warmup_steps=warmup_for(steps), **{**RECIPE, "compile": s["compile"]})
+                       warmup_steps=warmup_for(steps), compile=s["compile"], **RECIPE)
     gen = torch.Generator().manual_seed(1)
     return {
         "calibrated_s_per_step": s_per_step,
