@@ -157,3 +157,23 @@ def test_training_process_trains_and_scores(tmp_path, method):
     assert out["calibrated_s_per_step"] > 0 and out["prior_s_per_batch"] > 0
     assert sorted(out["nll"]) == ["1", "8"]
     assert all(len(v) == 3 and all(math.isfinite(x) for x in v) for v in out["nll"].values())
+
+
+@pytest.mark.parametrize(("cores", "threads", "expected"), [
+    ({0}, 1, None),  # one core: the packages run one after the other
+    ({0, 1, 2}, 2, None),
+    ({3, 1}, 1, [{1}, {3}]),
+    ({0, 1, 2, 3, 4}, 2, [{0, 1}, {2, 3}]),
+])
+def test_packages_train_concurrently_only_on_disjoint_cores(monkeypatch, cores, threads,
+                                                             expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores, raising=False)
+    assert train_speed._pairs_concurrently(threads) == expected
+
+
+def test_a_failed_run_reports_its_log(tmp_path):
+    with (tmp_path / "priorfit-float32.log").open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", "print('the log line'); exit(3)"],
+                                stdout=log, stderr=subprocess.STDOUT)
+    with pytest.raises(RuntimeError, match=r"priorfit-float32 run failed:\n(?s:.*)the log line"):
+        train_speed._finish("priorfit-float32", proc, tmp_path)
