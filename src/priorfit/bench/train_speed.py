@@ -115,16 +115,14 @@ def run(quick: bool, data: Path) -> Result:
         (work / "settings.json").write_text(json.dumps(settings))
         for precision in PRECISIONS:
             pair = [f"{package}-{precision}" for package in PACKAGES]
-            if core_sets:  # both packages at once, each on its own cores
-                procs = [_start(m, work, threads, cores) for m, cores in zip(pair, core_sets,
-                                                                               strict=True)]
-                for proc in procs:  # both finish before either is read, even after a failure
+            # both packages at once, each on its own cores; else one after the other
+            waves = [list(zip(pair, core_sets, strict=True))] if core_sets else [
+                [(method, None)] for method in pair]
+            for wave in waves:
+                procs = {method: _start(method, work, threads, cores) for method, cores in wave}
+                for proc in procs.values():  # all finish before any is read, even after a failure
                     proc.wait()
-                for method, proc in zip(pair, procs, strict=True):
-                    runs[method] = _finish(method, proc, work)
-            else:
-                for method in pair:
-                    runs[method] = _finish(method, _start(method, work, threads, None), work)
+                runs |= {method: _finish(method, proc, work) for method, proc in procs.items()}
     rows, summary = score(runs, exact, train_config.batch_size)
     return Result(config, rows, summary, table(rows, summary))
 
