@@ -209,8 +209,8 @@ def test_residual_scale_starts_blocks_near_the_identity_and_loads_back(tmp_path)
 
 def test_bench_recipe_keeps_finished_runs_and_skips_them_on_a_rerun(tmp_path, monkeypatch):
     """A full ``bench recipe`` trains for hours: each finished run's scores are stored, and a
-    rerun of the same run (same prior, model, base config, overrides, budgets, held-out data)
-    takes them instead of training again; any other run trains."""
+    rerun of the same run (same prior, model, base config, overrides, budgets, held-out data,
+    kind of machine) takes them instead of training again; any other run trains."""
     from priorfit.bench import recipe
 
     calls = []
@@ -232,3 +232,8 @@ def test_bench_recipe_keeps_finished_runs_and_skips_them_on_a_rerun(tmp_path, mo
     recipe._cached(ledger, *args, {"optimizer": "muon"}, (2.0,), held_out)
     recipe._cached(None, *args, {"optimizer": "muon"}, (1.0,), held_out)  # no ledger: trains
     assert len(calls) == 4 and len(ledger.read_text().splitlines()) == 3
+    # the same run on another kind of machine is another run: steps per minute differ
+    monkeypatch.setattr(recipe, "machine", lambda: {"cpu": "Other CPU", "cores": 64,
+                                                     "bf16_native": False, "amx": False})
+    recipe._cached(ledger, *args, {"optimizer": "muon"}, (1.0,), held_out)
+    assert len(calls) == 5 and len(ledger.read_text().splitlines()) == 4

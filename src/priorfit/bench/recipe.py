@@ -30,8 +30,9 @@ The machine's load (``os.getloadavg`` before and after each run) and its CPU
 (:func:`~priorfit.bench.machine`) are recorded with each run: runs from different CPUs do not
 compare like with like. The full protocol trains for about nine and a half hours, more than one
 session of a two-core machine, so each finished training run's scores are kept in the score
-ledger :data:`RUN_CACHE`, in git (keyed by everything that defines the run), and a rerun on any
-checkout skips them; :func:`run` also takes subsets. ``--quick`` runs never use the ledger.
+ledger :data:`RUN_CACHE`, in git (keyed by everything that defines the run, the machine
+included), and a rerun on any checkout on the same kind of machine skips them; :func:`run`
+also takes subsets. ``--quick`` runs never use the ledger.
 """
 
 from __future__ import annotations
@@ -166,13 +167,16 @@ def _held_out(prior, sizes, per_size: int) -> dict:
 
 def _cached(cache: Path | None, prior, model_config, base, overrides: dict, budgets,
             held_out) -> dict:
-    """:func:`_train_and_score`, or its result from an earlier identical run in ``cache``."""
+    """:func:`_train_and_score`, or its result from an earlier identical run in ``cache`` on
+    the same kind of machine (:func:`~priorfit.bench.machine`: a run's steps per minute, and so
+    its scores, depend on the CPU, and the protocol compares recipes within one machine)."""
     from priorfit.priors.base import prior_to_config
 
     identity = {"prior": prior_to_config(prior), "model": dataclasses.asdict(model_config),
                 "base": dataclasses.asdict(base), "overrides": overrides,
                 "budgets": list(budgets), "seed": HELD_OUT_SEED,
-                "held_out": {str(n): len(x) for n, (x, _, _) in held_out.items()}}
+                "held_out": {str(n): len(x) for n, (x, _, _) in held_out.items()},
+                "machine": machine()}
     return cached(cache, identity,
                   lambda: _train_and_score(prior, model_config, base, overrides, budgets,
                                            held_out))
@@ -280,9 +284,8 @@ def table(rows: list[dict]) -> str:
         for r in recipes:
             cells = " ".join("      —  " if g is None else f"{g:9.3f}"
                              for g in r["val_gap_at_budget_min"].values())
-            cpu = r.get("machine", {}).get("cpu", "not recorded")  # ledger rows before 7 Dec 2026
             lines.append(f"{r['setting']:<9} {r['method']:<15} {cells} {r['gap']:12.3f} "
-                         f"{r['steps']:7d} {r['precision']:>9}  {cpu}")
+                         f"{r['steps']:7d} {r['precision']:>9}  {r['machine']['cpu']}")
     if scaling:
         budgets = sorted({r["budget_min"] for r in scaling})
         lines.append(f"\ncompute scaling ({scaling[0]['setting']}): held-out gap")
