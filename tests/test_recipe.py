@@ -237,3 +237,26 @@ def test_bench_recipe_keeps_finished_runs_and_skips_them_on_a_rerun(tmp_path, mo
                                                      "bf16_native": False, "amx": False})
     recipe._cached(ledger, *args, {"optimizer": "muon"}, (1.0,), held_out)
     assert len(calls) == 5 and len(ledger.read_text().splitlines()) == 4
+
+
+def test_bench_recipe_times_the_steps_in_the_run_s_own_precision_and_optimizer(monkeypatch):
+    """The calibrated schedule fits the budget only if the step time it is sized from is the
+    run's own: a bfloat16 run sized from float32 steps finished in 11 of its 20 minutes."""
+    from priorfit.bench import recipe
+
+    class Calibrated(Exception):
+        pass
+
+    timed = []
+
+    def fake_steps_for(prior, model_config, config, limit, work):
+        timed.append((config.precision, config.optimizer))
+        raise Calibrated
+
+    monkeypatch.setattr(recipe, "_steps_for", fake_steps_for)
+    prior, model_config, shipped = recipe.first_stage_configs("gp-1d")
+    base = recipe._baseline("gp-1d", shipped)
+    for overrides in ({"precision": "auto", "optimizer": "muon"}, {}):
+        with pytest.raises(Calibrated):
+            recipe._train_and_score(prior, model_config, base, overrides, (1.0,), {})
+    assert timed == [("auto", "muon"), ("float32", base.optimizer)] and base.optimizer == "adamw"
